@@ -32,3 +32,9 @@ vet:
 # bench-store: the embedded event store's benchmarks (go test -bench).
 bench-store:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./adapters/esdbserver/...
+
+# bench: whole-system load (see README "Benchmarks"): starts `lark serve` on
+# embedded defaults in a temporary directory and drives it over HTTP.
+BENCH_DURATION ?= 30s
+bench: deps build
+	$(GO) run ./cmd/larkbench -lark $(BIN) -duration $(BENCH_DURATION)
