@@ -86,6 +86,9 @@ func jsonEvents(typ string, n int) []esdb.EventData {
 
 // ids returns the event ids of evs in order.
 func ids(evs []esdb.EventData) []uuid.UUID {
+	if len(evs) == 0 {
+		return nil
+	}
 	out := make([]uuid.UUID, len(evs))
 	for i, e := range evs {
 		out[i] = e.EventID
@@ -166,6 +169,9 @@ func onlyStreams(evs []*esdb.ResolvedEvent, streams ...string) []*esdb.ResolvedE
 
 // revisions returns the original stream revisions of evs.
 func revisions(evs []*esdb.ResolvedEvent) []uint64 {
+	if len(evs) == 0 {
+		return nil
+	}
 	out := make([]uint64, len(evs))
 	for i, e := range evs {
 		out[i] = e.OriginalEvent().EventNumber
@@ -175,6 +181,9 @@ func revisions(evs []*esdb.ResolvedEvent) []uint64 {
 
 // eventIDs returns the original event ids of evs.
 func eventIDs(evs []*esdb.ResolvedEvent) []uuid.UUID {
+	if len(evs) == 0 {
+		return nil
+	}
 	out := make([]uuid.UUID, len(evs))
 	for i, e := range evs {
 		out[i] = e.OriginalEvent().EventID

@@ -125,9 +125,10 @@ func TestSubscribeAllSlowSubscriber(t *testing.T) {
 		From:   esdb.End{},
 		Filter: &esdb.SubscriptionFilter{Type: esdb.StreamFilterType, Prefixes: []string{prefix}},
 	})
-	payload := []byte(`{"pad":"` + strings.Repeat("y", 2000) + `"}`)
+	// 20 MiB: more than the client's largest flow-control window.
+	payload := []byte(`{"pad":"` + strings.Repeat("y", 20<<10) + `"}`)
 	var want []uuid.UUID
-	for i := 0; i < 60; i++ {
+	for i := 0; i < 100; i++ {
 		evs := jsonEvents("Burst", 10)
 		for j := range evs {
 			evs[j].Data = payload

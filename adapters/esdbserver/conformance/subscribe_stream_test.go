@@ -166,8 +166,10 @@ func TestSubscribeStreamSlowSubscriber(t *testing.T) {
 	c := newClient(t)
 	s := streamName(t, "")
 	sub := subscribeStream(t, c, s, esdb.SubscribeToStreamOptions{From: esdb.Start{}})
-	const batches, per = 60, 10
-	payload := make([]byte, 2048)
+	// 20 MiB in all: more than grpc-go's largest flow-control window
+	// (16 MiB with BDP estimation), so the server really cannot push it all.
+	const batches, per = 100, 10
+	payload := make([]byte, 20<<10)
 	for i := range payload {
 		payload[i] = 'x'
 	}
@@ -185,8 +187,10 @@ func TestSubscribeStreamSlowSubscriber(t *testing.T) {
 	}
 	// Only now start reading: the server had to buffer, block or fall back to
 	// catch-up for this subscriber.
-	got := pump(t, sub).events(batches*per, nil)
+	r := pump(t, sub)
+	got := r.events(batches*per, nil)
 	if diff := cmp.Diff(want, revisions(got)); diff != "" {
 		t.Errorf("revisions delivered to the slow subscriber (-want +got):\n%s", diff)
 	}
+	r.noEvents(quiet, nil)
 }
