@@ -1,7 +1,6 @@
 package run
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 )
@@ -146,13 +145,9 @@ func jsonOf(e Event) string {
 	if e == nil {
 		return ""
 	}
-	data, err := json.Marshal(e)
+	data, err := json.Marshal(e) // compact already
 	if err != nil {
 		return fmt.Sprintf("<unencodable %s: %v>", e.EventType(), err)
 	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, data); err != nil {
-		return string(data)
-	}
-	return buf.String()
+	return string(data)
 }

@@ -33,11 +33,11 @@ const (
 // Awaiting is the external input a run needs next: the email worker's
 // result for MessageID's attempt Attempt, or the timer for Node at Due.
 type Awaiting struct {
-	Kind      AwaitKind
-	Node      string
-	MessageID string
-	Attempt   int
-	Due       time.Time
+	Kind      AwaitKind `json:"kind"`
+	Node      string    `json:"node,omitempty"`
+	MessageID string    `json:"message_id,omitempty"`
+	Attempt   int       `json:"attempt,omitempty"`
+	Due       time.Time `json:"due,omitzero"`
 }
 
 // State is a run folded from its events by [Evolve].
