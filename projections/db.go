@@ -47,6 +47,12 @@ func NewDB(pool *pgxpool.Pool, onState func(name string, from, to gobreaker.Stat
 	}
 }
 
+// Dedicated opens a connection outside the pool (for advisory locks and
+// LISTEN, which hold a session for long).
+func (d *DB) Dedicated(ctx context.Context) (*pgx.Conn, error) {
+	return pgx.ConnectConfig(ctx, d.Pool.Config().ConnConfig.Copy())
+}
+
 // BreakerState is the breaker's state.
 func (d *DB) BreakerState() gobreaker.State { return d.breaker.State() }
 

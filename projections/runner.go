@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/larkhq/lark/adapters/esdb"
@@ -121,21 +120,23 @@ func (r *Runner) Run(ctx context.Context) error {
 // acquire takes the projection's lock on a dedicated connection; with
 // wait it retries until it gets it (standby), else it gives up at once
 // (nil, nil when someone else holds it).
-func (r *Runner) acquire(ctx context.Context, wait bool) (*pgxpool.Conn, error) {
+func (r *Runner) acquire(ctx context.Context, wait bool) (*pgx.Conn, error) {
 	for {
-		conn, err := r.db.Pool.Acquire(ctx)
+		// A dedicated connection, outside the pool: it is held for as long
+		// as the projection runs, and the pool's size is the caller's.
+		conn, err := r.db.Dedicated(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("acquire connection: %w", err)
+			return nil, fmt.Errorf("lock connection: %w", err)
 		}
 		var ok bool
 		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey(r.p.Name())).Scan(&ok); err != nil {
-			conn.Release()
+			_ = conn.Close(context.Background())
 			return nil, fmt.Errorf("try lock: %w", err)
 		}
 		if ok {
 			return conn, nil
 		}
-		conn.Release()
+		_ = conn.Close(context.Background())
 		if !wait {
 			return nil, nil
 		}
@@ -147,14 +148,11 @@ func (r *Runner) acquire(ctx context.Context, wait bool) (*pgxpool.Conn, error) 
 	}
 }
 
-func (r *Runner) release(conn *pgxpool.Conn) {
+func (r *Runner) release(conn *pgx.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", lockKey(r.p.Name())); err != nil {
-		// The session may be gone; close it so the lock surely goes.
-		_ = conn.Conn().Close(ctx)
-	}
-	conn.Release()
+	// Closing the session releases its advisory locks.
+	_ = conn.Close(ctx)
 }
 
 // Checkpoint reads the projection's committed position.
@@ -187,7 +185,7 @@ var errLostLease = errors.New("checkpoint moved by another process")
 // follow applies events until ctx ends, an error occurs, or (with stopAt)
 // the checkpoint has passed stopAt. lock is the connection holding the
 // advisory lock; it is pinged so that losing it stops the runner.
-func (r *Runner) follow(ctx context.Context, lock *pgxpool.Conn, stopAt *esdb.Position) error {
+func (r *Runner) follow(ctx context.Context, lock *pgx.Conn, stopAt *esdb.Position) error {
 	name := r.p.Name()
 	if _, err := r.db.Pool.Exec(ctx, `INSERT INTO projection_checkpoints (name, commit_position, prepare_position)
 		VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING`, name); err != nil {

@@ -219,7 +219,8 @@ func (s *Store) classify(c *kdb.Client, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
-	if e, ok := kdb.FromError(err); ok {
+	var e *kdb.Error
+	if errors.As(err, &e) {
 		switch e.Code() {
 		case kdb.ErrorCodeWrongExpectedVersion:
 			return fmt.Errorf("%w: %v", ErrConcurrency, err)
@@ -305,6 +306,59 @@ func Encode(events []Proposed) ([]kdb.EventData, error) {
 		out[i] = kdb.EventData{EventID: id, EventType: e.Type, ContentType: kdb.ContentTypeJson, Data: data, Metadata: mb}
 	}
 	return out, nil
+}
+
+// Encoded is an event ready for the wire (see Encode); encoding in the
+// caller's goroutine keeps JSON work out of the ingest lane.
+type Encoded = kdb.EventData
+
+// EncodedSize is what an encoded event weighs against the store's
+// per-append size limit.
+func EncodedSize(e Encoded) int { return len(e.Data) + len(e.Metadata) + len(e.EventType) + 16 }
+
+// AppendEncoded is Append for events already encoded.
+func (s *Store) AppendEncoded(ctx context.Context, stream string, expected int64, data []Encoded) (AppendResult, error) {
+	var res AppendResult
+	err := s.call(ctx, "append", func(ctx context.Context, c *kdb.Client) error {
+		wr, err := c.AppendToStream(ctx, stream, kdb.AppendToStreamOptions{ExpectedRevision: toExpected(expected)}, data...)
+		if err != nil {
+			return err
+		}
+		res = AppendResult{NextRevision: wr.NextExpectedVersion, Position: Position{wr.CommitPosition, wr.PreparePosition}}
+		return nil
+	})
+	return res, err
+}
+
+// Last returns the stream's last event (revision NoStream and a nil event
+// when the stream is empty or absent).
+func (s *Store) Last(ctx context.Context, stream string) (int64, *Recorded, error) {
+	rev := NoStream
+	var last *Recorded
+	err := s.call(ctx, "read last", func(ctx context.Context, c *kdb.Client) error {
+		rs, err := c.ReadStream(ctx, stream, kdb.ReadStreamOptions{Direction: kdb.Backwards, From: kdb.End{}}, 1)
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		ev, err := rs.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r, err := fromResolved(ev)
+		if err != nil {
+			return err
+		}
+		rev, last = int64(r.Revision), &r
+		return nil
+	})
+	if errors.Is(err, errNotFound) {
+		return NoStream, nil, nil
+	}
+	return rev, last, err
 }
 
 // Append writes events atomically to stream if it is at expected (an exact

@@ -115,6 +115,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			if err != nil {
 				return nil, err
 			}
+			c.Logger = kdb.NoopLogging()
 			return kdb.NewClient(c)
 		}
 	}

@@ -163,15 +163,11 @@ func (a *Authenticator) Listen(ctx context.Context) error {
 }
 
 func (a *Authenticator) listenOnce(ctx context.Context) error {
-	conn, err := a.db.Pool.Acquire(ctx)
+	conn, err := a.db.Dedicated(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		// A connection that was LISTENing is not reused.
-		_ = conn.Conn().Close(context.Background())
-		conn.Release()
-	}()
+	defer func() { _ = conn.Close(context.Background()) }()
 	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
 		return err
 	}
@@ -180,7 +176,7 @@ func (a *Authenticator) listenOnce(ctx context.Context) error {
 	a.listening = true
 	a.mu.Unlock()
 	for {
-		n, err := conn.Conn().WaitForNotification(ctx)
+		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
