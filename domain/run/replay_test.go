@@ -336,7 +336,7 @@ func TestReplayLongRun(t *testing.T) {
 		}
 		def.Nodes = append(def.Nodes, automation.Node{ID: fmt.Sprint("c", i), Type: automation.NodeCondition,
 			Condition: &automation.Condition{Operator: automation.OperatorEventKey, Key: "total", Comparator: automation.GreaterThan, Value: json.Number(fmt.Sprint(i))},
-			Yes: next, No: next})
+			Yes:       next, No: next})
 	}
 	if err := automation.Validate(def, nil); err != nil {
 		t.Fatal(err)
@@ -376,7 +376,7 @@ func BenchmarkReplay1000Steps(b *testing.B) {
 		}
 		def.Nodes = append(def.Nodes, automation.Node{ID: fmt.Sprint("c", i), Type: automation.NodeCondition,
 			Condition: &automation.Condition{Operator: automation.OperatorEventKey, Key: "total", Comparator: automation.GreaterThan, Value: json.Number(fmt.Sprint(i))},
-			Yes: next, No: next})
+			Yes:       next, No: next})
 	}
 	d := decider()
 	hist, err := d.Decide(run.State{}, start(b, def, `{"total": 500}`))
