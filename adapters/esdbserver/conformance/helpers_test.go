@@ -252,6 +252,8 @@ type subReader struct {
 	t   testing.TB
 	sub *esdb.Subscription
 	ch  chan *esdb.SubscriptionEvent
+	// checkpoints counts the checkpoint messages skipped so far.
+	checkpoints int
 }
 
 // subscribeStream subscribes to stream and fails the test on error.
@@ -298,6 +300,9 @@ func (r *subReader) next(timeout time.Duration) *esdb.SubscriptionEvent {
 	case ev, ok := <-r.ch:
 		if !ok {
 			return &esdb.SubscriptionEvent{SubscriptionDropped: &esdb.SubscriptionDropped{Error: errors.New("subscription reader closed")}}
+		}
+		if ev.CheckPointReached != nil {
+			r.checkpoints++
 		}
 		return ev
 	case <-time.After(timeout):

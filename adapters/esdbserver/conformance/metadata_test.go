@@ -6,6 +6,7 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
 )
 
 func TestStreamMetadataRoundTripLatestWins(t *testing.T) {
@@ -173,5 +174,49 @@ func assertAllStillHas(t *testing.T, c *esdb.Client, s string, evs []esdb.EventD
 	}
 	if diff := cmp.Diff(ids(evs), eventIDs(got)); diff != "" {
 		t.Errorf("$all events of %s (-want +got):\n%s", s, diff)
+	}
+}
+
+// Invalid metadata JSON is ignored as empty metadata: the stream reads
+// normally.
+func TestStreamMetadataInvalidJSONIgnored(t *testing.T) {
+	t.Parallel()
+	c := newClient(t)
+	s := streamName(t, "")
+	mustAppend(t, c, s, esdb.NoStream{}, jsonEvents("E", 4)...)
+	bad := esdb.EventData{EventID: uuid.New(), EventType: "$metadata", ContentType: esdb.ContentTypeBinary, Data: []byte(`{"$maxCount":`)}
+	mustAppend(t, c, "$$"+s, esdb.Any{}, bad)
+	if diff := cmp.Diff(seq(0, 3), revisions(mustReadStream(t, c, s, esdb.ReadStreamOptions{}, maxCount))); diff != "" {
+		t.Errorf("read with invalid metadata (-want +got):\n%s", diff)
+	}
+}
+
+// Writing metadata to a soft-deleted stream's metastream undeletes it: ESDB
+// rewrites $tb to last+1, so the old events stay hidden but the stream
+// reads as existing (empty) rather than not found.
+func TestStreamMetadataWriteUndeletes(t *testing.T) {
+	t.Parallel()
+	c := newClient(t)
+	s := streamName(t, "")
+	mustAppend(t, c, s, esdb.NoStream{}, jsonEvents("E", 3)...)
+	if _, err := c.DeleteStream(opCtx(t), s, esdb.DeleteStreamOptions{}); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	var m esdb.StreamMetadata
+	m.AddCustomProperty("note", "revived")
+	if _, err := c.SetStreamMetadata(opCtx(t), s, esdb.AppendToStreamOptions{}, m); err != nil {
+		t.Fatalf("set metadata: %v", err)
+	}
+	got, err := readStream(t, c, s, esdb.ReadStreamOptions{}, maxCount)
+	if err != nil {
+		t.Fatalf("read after metadata write on a soft-deleted stream: got %v, want an empty read", err)
+	}
+	if len(got) != 0 {
+		t.Errorf("read after undelete: got revisions %v, want none (old events stay truncated)", revisions(got))
+	}
+	ev := jsonEvent("New", 0)
+	res := mustAppend(t, c, s, esdb.Revision(2), ev)
+	if res.NextExpectedVersion != 3 {
+		t.Errorf("NextExpectedVersion = %d, want 3", res.NextExpectedVersion)
 	}
 }

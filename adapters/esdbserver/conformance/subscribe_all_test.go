@@ -80,6 +80,9 @@ func TestSubscribeAllCatchUpThenLive(t *testing.T) {
 		t.Errorf("live (-want +got):\n%s", diff)
 	}
 	r.noEvents(quiet, inStreams(s))
+	if r.checkpoints != 0 {
+		t.Errorf("unfiltered $all subscription sent %d checkpoints, want none", r.checkpoints)
+	}
 }
 
 // An unfiltered $all subscription delivers system records too: $metadata in
