@@ -39,7 +39,7 @@ func storageError(err error) error {
 	switch {
 	case errors.Is(err, errClosed):
 		return status.Error(codes.Unavailable, "server is shutting down")
-	case errors.Is(err, pebble.ErrCorruption), errors.Is(err, errCorruptRecord):
+	case pebble.IsCorruptionError(err), errors.Is(err, errCorruptRecord):
 		return status.Error(codes.DataLoss, err.Error())
 	default:
 		return status.Error(codes.Internal, err.Error())

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/google/uuid"
 )
 
@@ -102,7 +103,30 @@ type store struct {
 }
 
 func openStore(dir string, log *slog.Logger, met *metrics) (*store, error) {
-	opts := &pebble.Options{Logger: pebbleLogger{log}}
+	s, err := newStore(dir, log, met)
+	if err != nil {
+		return nil, err
+	}
+	go s.writer()
+	return s, nil
+}
+
+// newStore opens the store without starting its writer.
+func newStore(dir string, log *slog.Logger, met *metrics) (*store, error) {
+	opts := &pebble.Options{
+		Logger:       pebbleLogger{log},
+		MemTableSize: 32 << 20,
+		EventListener: &pebble.EventListener{
+			// Reads of a damaged block fail with pebble.ErrCorruption, which
+			// the service reports as DataLoss; log it loudly here too.
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				log.Error("on-disk corruption detected", "info", info.String())
+			},
+		},
+	}
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("esdbserver: open store in %s (is another process using it?): %w", dir, err)
@@ -125,7 +149,6 @@ func openStore(dir string, log *slog.Logger, met *metrics) (*store, error) {
 	}
 	s.nextPos = last + 1
 	s.hub.setHead(last)
-	go s.writer()
 	return s, nil
 }
 
@@ -241,11 +264,23 @@ func (s *store) commitGroup(reqs []*writeReq) {
 	for i, r := range reqs {
 		res, err := s.apply(g, r)
 		if err != nil {
-			res = writeResult{kind: resError, err: err}
+			// A request may have put part of its events in the batch: fail the
+			// whole group rather than commit half a request.
+			s.log.Error("write failed", "stream", r.stream, "err", err)
+			s.met.commitFailed(len(reqs))
+			for _, r := range reqs {
+				r.done <- writeResult{kind: resError, err: err}
+			}
+			return
 		}
 		results[i] = res
 	}
 	if len(g.recs) > 0 {
+		for k, h := range g.heads {
+			if err := g.b.Set(headKey(k), encodeHead(h), nil); err != nil {
+				s.log.Error("batch", "err", err)
+			}
+		}
 		start := time.Now()
 		bytesWritten := g.b.Len()
 		if err := g.b.Commit(pebble.Sync); err != nil {
@@ -535,7 +570,6 @@ func (s *store) writeEvent(g *group, stream string, p proposed, tombstone bool) 
 		bh.deleted = m.tb == deletedTB
 		bh.tb, bh.maxCount, bh.maxAge = m.tb, m.maxCount, m.maxAge
 		g.heads[base] = bh
-		g.b.Set(headKey(base), encodeHead(bh), nil)
 	}
 	pos := g.nextPos
 	g.nextPos++
@@ -556,7 +590,6 @@ func (s *store) writeEvent(g *group, stream string, p proposed, tombstone bool) 
 	}
 	h.lastPos = pos
 	g.heads[stream] = h
-	g.b.Set(headKey(stream), encodeHead(h), nil)
 	g.recs = append(g.recs, rec)
 	return pos, nil
 }
