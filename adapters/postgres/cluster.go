@@ -49,7 +49,7 @@ type Cluster struct {
 	timeout      time.Duration
 	started      bool     // this Cluster ran pg_ctl start
 	larkStarted  bool     // some Lark process ran pg_ctl start for the running server
-	lock         *os.File // shared flock on dir/lark.lock while in use; nil after Stop
+	users        *os.File // shared flock on dir/users.lock while in use; nil after Stop
 }
 
 // StartCluster initdb's dir on first use, starts the cluster on a free
@@ -105,26 +105,37 @@ func StartClusterWith(ctx context.Context, dir string, opts Options) (*Cluster, 
 		c.timeout = 60 * time.Second
 	}
 
-	lock, err := os.OpenFile(filepath.Join(abs, "lark.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	// start.lock is held exclusively while starting or stopping;
+	// users.lock is held shared by every Cluster in use, so Stop can tell
+	// whether it is the last user.
+	startLock, err := lockFile(ctx, filepath.Join(abs, "start.lock"), syscall.LOCK_EX)
 	if err != nil {
-		return nil, fmt.Errorf("open cluster lock: %w", err)
-	}
-	if err := flock(ctx, lock, syscall.LOCK_EX); err != nil {
-		lock.Close()
 		return nil, fmt.Errorf("lock cluster %s: %w", abs, err)
 	}
+	defer startLock.Close() // releases the flock
 	if err := c.startLocked(ctx, opts.Settings); err != nil {
-		lock.Close() // releases the flock
 		return nil, err
 	}
-	// Downgrade to shared: other processes may now reuse the cluster, and
-	// Stop can tell whether any still do.
-	if err := flock(ctx, lock, syscall.LOCK_SH); err != nil {
-		lock.Close()
+	// No one holds users.lock exclusively without start.lock, which we hold.
+	users, err := lockFile(ctx, filepath.Join(abs, "users.lock"), syscall.LOCK_SH)
+	if err != nil {
 		return nil, fmt.Errorf("lock cluster %s: %w", abs, err)
 	}
-	c.lock = lock
+	c.users = users
 	return c, nil
+}
+
+// lockFile opens (creating) path and flocks it with how.
+func lockFile(ctx context.Context, path string, how int) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := flock(ctx, f, how); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // flock takes how (LOCK_EX or LOCK_SH) on f, polling so ctx can cancel.
@@ -168,6 +179,13 @@ func (c *Cluster) startLocked(ctx context.Context, settings map[string]string) e
 			}
 			if err := os.Remove(filepath.Join(c.dataDir, "postmaster.pid")); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("remove stale postmaster.pid: %w", err)
+			}
+			// The socket and its lock file name the dead pid as well.
+			stale, _ := filepath.Glob(filepath.Join(c.dir, ".s.PGSQL.*"))
+			for _, f := range stale {
+				if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("remove stale socket: %w", err)
+				}
 			}
 			break
 		}
@@ -471,17 +489,23 @@ func EnsureDatabase(ctx context.Context, adminURL, name string) error {
 // crashed is still stopped by the next user, while a server someone started
 // by hand is never stopped). Calling Stop again does nothing.
 func (c *Cluster) Stop(ctx context.Context) error {
-	if c.lock == nil {
+	if c.users == nil {
 		return nil
 	}
 	defer func() {
-		c.lock.Close()
-		c.lock = nil
+		c.users.Close()
+		c.users = nil
 	}()
-	// Exclusive means nobody else holds the shared lock: we are the last
-	// user. Converting drops our shared lock first; if that loses, another
-	// user (or a starter waiting for the exclusive lock) exists.
-	if err := syscall.Flock(int(c.lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	// Under start.lock, so nobody starts to reuse the server while we
+	// decide to stop it.
+	startLock, err := lockFile(ctx, filepath.Join(c.dir, "start.lock"), syscall.LOCK_EX)
+	if err != nil {
+		return fmt.Errorf("lock cluster %s: %w", c.dir, err)
+	}
+	defer startLock.Close()
+	// Exclusive on users.lock means nobody else holds it shared: we are
+	// the last user.
+	if err := syscall.Flock(int(c.users.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		c.logger.Info("postgres: leaving cluster running for the other processes using it")
 		return nil
 	}

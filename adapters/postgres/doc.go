@@ -7,7 +7,8 @@
 //
 //	dir/data          the Postgres data directory (initdb'd on first use)
 //	dir/postgres.log  the server log
-//	dir/lark.lock     flock: exclusive while starting, shared while in use
+//	dir/start.lock    flock: exclusive while starting or stopping
+//	dir/users.lock    flock: shared by every process using the cluster
 //	dir/port          the port of the last start, tried first next time
 //	dir/lark-started.pid  the postmaster Lark last started (Stop stops only that one)
 //	dir/.s.PGSQL.N    the Unix socket, when dir's path is short enough
