@@ -54,6 +54,9 @@ type Deps struct {
 
 	ReadyFunc func(ctx context.Context) error
 
+	// AutomationDeps serve SPEC §2.4–2.5 (automations.go, runs.go).
+	AutomationDeps
+
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -120,6 +123,7 @@ func New(d Deps) (http.Handler, error) {
 	v1.POST("/api-keys", a.createKey, a.jsonBody(func() int64 { return a.MaxEventBytes }))
 	v1.GET("/api-keys", a.listKeys)
 	v1.DELETE("/api-keys/:id", a.revokeKey)
+	a.automationRoutes(v1)
 	return e, nil
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/larkhq/lark/domain/automation"
 	"github.com/larkhq/lark/domain/failure"
 )
 
@@ -32,6 +33,8 @@ var statusOf = map[string]int{
 	failure.UsageLimitReached:   http.StatusTooManyRequests,
 	failure.Internal:            http.StatusInternalServerError,
 	failure.Unavailable:         http.StatusServiceUnavailable,
+
+	automation.InvalidAutomation: http.StatusBadRequest,
 }
 
 const codeMethodNotAllowed = "method_not_allowed"
