@@ -53,6 +53,26 @@ type Config struct {
 
 	// ESDBCallTimeout bounds one event-store call (default 3 s).
 	ESDBCallTimeout time.Duration
+
+	Automation AutomationConfig
+}
+
+// AutomationConfig configures the automation side (automations.go).
+type AutomationConfig struct {
+	// SMTPURL is LARK_SMTP_URL; when empty, emails are written as .eml
+	// files under MailDir. With neither, no emails are sent (they stay queued).
+	SMTPURL string
+	// MailFrom is LARK_MAIL_FROM, the sender of nodes without their own
+	// (default "lark@localhost").
+	MailFrom string
+	// MailDir is where .eml files go when SMTPURL is empty
+	// (cmd/lark: $LARK_DATA_DIR/mail).
+	MailDir string
+	// WorkerPoll is how often the email sender and the timers look for
+	// work (default 100 ms and 250 ms).
+	WorkerPoll time.Duration
+	// MaxEmailAttempts is recorded in each new run (default 5).
+	MaxEmailAttempts int
 }
 
 // DefaultEventLimit is used when Config.DefaultEventLimit is 0.
@@ -70,6 +90,8 @@ type Service struct {
 	ws       *workspaces.Handler
 	keys     idempotency.Store
 	handler  http.Handler
+
+	auto *automationSide
 }
 
 // New assembles the service. It does not start background work (Run does)
@@ -155,7 +177,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.auto, err = newAutomationSide(cfg, store, db, pm)
+	if err != nil {
+		return nil, err
+	}
 	s.handler, err = httpapi.New(httpapi.Deps{
+		AutomationDeps:    s.auto.deps,
 		AuthenticateFunc:  s.authn.Authenticate,
 		SendFunc:          ih.Send,
 		UsageFunc:         s.usage,
@@ -206,7 +233,7 @@ func (s *Service) ready(ctx context.Context) error {
 // ends.
 func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context) error{s.authRun.Run, s.contRun.Run, s.usageRun.Run, s.authn.Listen, s.sweep} {
+	for _, f := range append([]func(context.Context) error{s.authRun.Run, s.contRun.Run, s.usageRun.Run, s.authn.Listen, s.sweep}, s.auto.runs()...) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -14,9 +14,11 @@ import (
 )
 
 // Email is one message handed to the relay. MessageID is the run's
-// deterministic id for the node (run.MessageID), the same on every attempt.
+// deterministic id for the node, the same on every attempt.
 type Email struct {
+	// MessageID is "<run.MessageID>@<domain>", without angle brackets.
 	MessageID string
+	RunID     string
 	From      string
 	To        string
 	Subject   string
@@ -43,6 +45,10 @@ type Sender struct {
 	PermanentFunc func(error) bool
 	// From is the sender address for nodes without their own (LARK_MAIL_FROM).
 	From string
+	// MessageIDDomain is the right-hand side of the Message-ID header,
+	// "<run.MessageID@MessageIDDomain>" (default "lark"). Keep it fixed:
+	// changing it changes the id of emails not yet recorded as sent.
+	MessageIDDomain string
 	// RetryDelayFunc is the wait after a failed attempt; it must be the
 	// projection's (projections/runs.DefaultRetryDelay when nil).
 	RetryDelayFunc func(failedAttempt int) time.Duration
@@ -72,6 +78,9 @@ func (s *Sender) defaults() {
 	}
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.MessageIDDomain == "" {
+		s.MessageIDDomain = "lark"
 	}
 }
 
@@ -166,7 +175,7 @@ func (s *Sender) deliver(ctx context.Context, r outboxRow) error {
 	}
 	sctx, cancel := context.WithTimeout(ctx, s.SendTimeout)
 	start := time.Now()
-	sendErr := s.SendFunc(sctx, Email{MessageID: queued.MessageID, From: from, To: queued.To,
+	sendErr := s.SendFunc(sctx, Email{MessageID: queued.MessageID + "@" + s.MessageIDDomain, RunID: r.runID, From: from, To: queued.To,
 		Subject: queued.Subject, Body: queued.Body})
 	cancel()
 	s.Metrics.sendTook(time.Since(start).Seconds())
