@@ -225,6 +225,11 @@ func classify(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w (%w): %w", context.Cause(ctx), err, ErrTemporary)
 	}
+	// The connection deadline is ctx's deadline, and may fire a moment
+	// before ctx itself reports it.
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return fmt.Errorf("%w (%w): %w", context.DeadlineExceeded, err, ErrTemporary)
+	}
 	var se *gomail.SendError
 	if errors.As(err, &se) {
 		code := se.ErrorCode()
