@@ -33,6 +33,7 @@ type Server struct {
 	bin      string
 	dir      string
 	smtpAddr string
+	url      string
 	httpAddr string
 	args     []string
 	cmd      *exec.Cmd
@@ -48,6 +49,14 @@ type options struct {
 	allowedRecipients string
 	auth              bool
 	ignoreDuplicates  bool
+	certFile, keyFile string
+	implicitTLS       bool
+}
+
+// WithTLS serves SMTP with the PEM certificate and key: STARTTLS (required)
+// when implicit is false, TLS from the first byte when it is true.
+func WithTLS(certFile, keyFile string, implicit bool) Option {
+	return func(o *options) { o.certFile, o.keyFile, o.implicitTLS = certFile, keyFile, implicit }
 }
 
 // WithAllowedRecipients makes mailpit refuse (550) every RCPT TO that does
@@ -78,6 +87,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 		client: &http.Client{Timeout: 5 * time.Second},
 	}
 	s.smtpAddr = freeAddr(t)
+	s.url = "smtp://" + s.smtpAddr + "?tls=none"
 	s.httpAddr = freeAddr(t)
 	s.args = []string{
 		"--smtp", s.smtpAddr, "--listen", s.httpAddr,
@@ -90,6 +100,16 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}
 	if o.auth {
 		s.args = append(s.args, "--smtp-auth-accept-any", "--smtp-auth-allow-insecure")
+	}
+	if o.certFile != "" {
+		s.args = append(s.args, "--smtp-tls-cert", o.certFile, "--smtp-tls-key", o.keyFile)
+		if o.implicitTLS {
+			s.args = append(s.args, "--smtp-require-tls")
+			s.url = "smtps://" + s.smtpAddr
+		} else {
+			s.args = append(s.args, "--smtp-require-starttls")
+			s.url = "smtp://" + s.smtpAddr + "?tls=starttls"
+		}
 	}
 	if o.ignoreDuplicates {
 		s.args = append(s.args, "--ignore-duplicate-ids")
@@ -143,7 +163,7 @@ func (s *Server) ready() bool {
 	if resp.StatusCode != http.StatusOK {
 		return false
 	}
-	c, err := net.DialTimeout("tcp", s.smtpAddr, time.Second)
+	c, err := net.DialTimeout("tcp", s.smtpAddr, time.Second) // TCP only: a TLS listener is ready too
 	if err != nil {
 		return false
 	}
@@ -179,8 +199,9 @@ func (s *Server) Restart(t testing.TB) {
 	s.start(t)
 }
 
-// SMTPURL is the LARK_SMTP_URL of this server (plain SMTP, no TLS).
-func (s *Server) SMTPURL() string { return "smtp://" + s.smtpAddr + "?tls=none" }
+// SMTPURL is the LARK_SMTP_URL of this server: tls=none, or the TLS mode
+// chosen with WithTLS.
+func (s *Server) SMTPURL() string { return s.url }
 
 // SMTPAddr is host:port of the SMTP listener.
 func (s *Server) SMTPAddr() string { return s.smtpAddr }
