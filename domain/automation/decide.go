@@ -21,10 +21,14 @@ func AsFailure(def Definition, err error) error {
 	}
 	field := ve.Field
 	if ve.Node != "" {
-		prefix := "nodes"
+		// The node's index; for a duplicate id, the second node that has it.
+		prefix, seen := "nodes", 0
 		for i, n := range def.Nodes {
-			if n.ID == ve.Node {
-				prefix = "nodes[" + itoa(i) + "]"
+			if n.ID != ve.Node {
+				continue
+			}
+			prefix, seen = "nodes["+itoa(i)+"]", seen+1
+			if ve.Field != "id" || seen == 2 {
 				break
 			}
 		}
