@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -112,7 +113,7 @@ func (s *server) setup(ctx context.Context) error {
 	if u := os.Getenv(URLEnv); u != "" {
 		s.baseURL = u
 	} else {
-		dir, err := os.MkdirTemp("", "lark-pgtest-")
+		dir, err := os.MkdirTemp(scratchBase(), "lark-pgtest-")
 		if err != nil {
 			return fmt.Errorf("temporary directory: %w", err)
 		}
@@ -200,10 +201,28 @@ func (s *server) teardown() error {
 func NewDatabase(t testing.TB) string {
 	t.Helper()
 	s := shared.get(t)
+	return s.create(t, s.template)
+}
+
+// NewEmptyDatabase creates an empty, unmigrated database for t, dropped
+// when t ends, and returns its URL: for tests of migrating itself.
+func NewEmptyDatabase(t testing.TB) string {
+	t.Helper()
+	return shared.get(t).create(t, "")
+}
+
+// create makes a database for t from template (template0's copy, empty,
+// when template is "") and schedules its drop.
+func (s *server) create(t testing.TB, template string) string {
+	t.Helper()
 	name := databaseName(t.Name())
+	sql := "CREATE DATABASE " + ident(name)
+	if template != "" {
+		sql += " TEMPLATE " + ident(template)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := s.admin.Exec(ctx, "CREATE DATABASE "+ident(name)+" TEMPLATE "+ident(s.template)); err != nil {
+	if _, err := s.admin.Exec(ctx, sql); err != nil {
 		t.Fatalf("pgtest: create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
@@ -262,7 +281,7 @@ func AdminURL(t testing.TB) string {
 // kill or restart Postgres. It costs an initdb (about a second).
 func NewCluster(t testing.TB) *postgres.Cluster {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "lark-pgtest-own-")
+	dir, err := os.MkdirTemp(scratchBase(), "lark-pgtest-own-")
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
@@ -291,6 +310,28 @@ func NewCluster(t testing.TB) *postgres.Cluster {
 		}
 	})
 	return c
+}
+
+// DirEnv names the variable that chooses where test clusters live.
+const DirEnv = "LARK_TEST_PG_DIR"
+
+// scratchBase is where test clusters go: $LARK_TEST_PG_DIR, else /dev/shm
+// when it is a writable tmpfs with room (CREATE DATABASE there is about 5x
+// faster than on ext4 even with fsync off: 25 ms against 220 ms measured),
+// else the system's temporary directory.
+func scratchBase() string {
+	if d := os.Getenv(DirEnv); d != "" {
+		return d
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs("/dev/shm", &st); err == nil && uint64(st.Bavail)*uint64(st.Bsize) >= 1<<30 {
+		if f, err := os.CreateTemp("/dev/shm", "lark-probe-"); err == nil {
+			f.Close()
+			os.Remove(f.Name())
+			return "/dev/shm"
+		}
+	}
+	return os.TempDir()
 }
 
 // DatabaseURL returns base (a postgres:// URL or a key=value DSN) with its
