@@ -24,7 +24,9 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -72,14 +74,123 @@ type server struct {
 
 var shared server
 
+// scratchDirs are the cluster directories this test binary made, for the
+// interrupt handler (which must not wait for server.mu).
+type scratchDirs struct {
+	mu   sync.Mutex
+	dirs map[string]bool
+}
+
+var scratch scratchDirs
+
+// make creates a temporary directory for a cluster, traversable by the
+// postgres user and marked with this process's pid so that a later test
+// binary can tell it was leaked.
+func (s *scratchDirs) make(prefix string) (string, error) {
+	base := scratchBase()
+	reapLeaked(base)
+	dir, err := os.MkdirTemp(base, prefix)
+	if err != nil {
+		return "", fmt.Errorf("temporary directory: %w", err)
+	}
+	// MkdirTemp makes 0700 directories; the postgres user must be able
+	// to traverse it to reach the cluster inside.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", fmt.Errorf("temporary directory: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return "", fmt.Errorf("temporary directory: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dirs == nil {
+		s.dirs = map[string]bool{}
+	}
+	s.dirs[dir] = true
+	return dir, nil
+}
+
+// remove stops the cluster in dir (if still running) and deletes dir.
+func (s *scratchDirs) remove(dir string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := postgres.StopDir(ctx, filepath.Join(dir, "cluster"))
+	if rerr := os.RemoveAll(dir); err == nil {
+		err = rerr
+	}
+	s.mu.Lock()
+	delete(s.dirs, dir)
+	s.mu.Unlock()
+	return err
+}
+
+func (s *scratchDirs) removeAll() {
+	s.mu.Lock()
+	dirs := make([]string, 0, len(s.dirs))
+	for d := range s.dirs {
+		dirs = append(dirs, d)
+	}
+	s.mu.Unlock()
+	for _, d := range dirs {
+		_ = s.remove(d)
+	}
+}
+
+const ownerFile = "owner.pid"
+
+// reapLeaked stops and removes test clusters under base whose test binary
+// is gone.
+func reapLeaked(base string) {
+	dirs, _ := filepath.Glob(filepath.Join(base, "lark-pgtest-*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if err != nil {
+			continue // not ours, or still being made
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || processAlive(pid) {
+			continue
+		}
+		_ = scratch.remove(d)
+	}
+}
+
+func processAlive(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || (b[i+2] != 'Z' && b[i+2] != 'X')
+}
+
 // Main runs the package's tests (m.Run) and then stops and removes the
 // shared cluster, if a test started it, or drops the template database from
 // the external server. It returns the exit code for os.Exit.
+//
+// Interrupted (SIGINT, SIGTERM), it stops the test clusters at once and
+// exits; a test binary killed outright (or by -timeout's panic) leaves its
+// cluster behind, and the next test binary that uses pgtest stops and
+// removes it.
 func Main(m *testing.M) int {
 	shared.mu.Lock()
 	shared.inMain = true
 	shared.mu.Unlock()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		if _, ok := <-sigs; ok {
+			fmt.Fprintln(os.Stderr, "pgtest: interrupted; stopping test clusters")
+			scratch.removeAll()
+			os.Exit(1)
+		}
+	}()
 	code := m.Run()
+	signal.Stop(sigs)
+	close(sigs)
 	if err := shared.teardown(); err != nil {
 		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
 		if code == 0 {
@@ -113,16 +224,11 @@ func (s *server) setup(ctx context.Context) error {
 	if u := os.Getenv(URLEnv); u != "" {
 		s.baseURL = u
 	} else {
-		dir, err := os.MkdirTemp(scratchBase(), "lark-pgtest-")
+		dir, err := scratch.make("lark-pgtest-")
 		if err != nil {
-			return fmt.Errorf("temporary directory: %w", err)
+			return err
 		}
 		s.tmpDir = dir
-		// MkdirTemp makes 0700 directories; the postgres user must be
-		// able to traverse it to reach the cluster inside.
-		if err := os.Chmod(dir, 0o755); err != nil {
-			return fmt.Errorf("temporary directory: %w", err)
-		}
 		c, err := postgres.StartClusterWith(ctx, filepath.Join(dir, "cluster"), postgres.Options{
 			Logger:   slog.New(slog.DiscardHandler),
 			Settings: FastSettings(),
@@ -187,7 +293,7 @@ func (s *server) teardown() error {
 		s.cluster = nil
 	}
 	if s.tmpDir != "" {
-		if err := os.RemoveAll(s.tmpDir); err != nil {
+		if err := scratch.remove(s.tmpDir); err != nil {
 			errs = append(errs, fmt.Errorf("remove test cluster: %w", err))
 		}
 		s.tmpDir = ""
@@ -281,15 +387,12 @@ func AdminURL(t testing.TB) string {
 // kill or restart Postgres. It costs an initdb (about a second).
 func NewCluster(t testing.TB) *postgres.Cluster {
 	t.Helper()
-	dir, err := os.MkdirTemp(scratchBase(), "lark-pgtest-own-")
+	dir, err := scratch.make("lark-pgtest-own-")
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
 	t.Cleanup(func() {
-		if err := os.RemoveAll(dir); err != nil {
+		if err := scratch.remove(dir); err != nil {
 			t.Errorf("pgtest: remove %s: %v", dir, err)
 		}
 	})

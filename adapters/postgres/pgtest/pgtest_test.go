@@ -1,10 +1,16 @@
 package pgtest_test
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +22,110 @@ import (
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// leakHelperEnv makes TestLeakHelper run: it starts the shared cluster,
+// prints its directory and waits to be killed.
+const leakHelperEnv = "LARK_PGTEST_LEAK_HELPER"
+
+func TestLeakHelper(t *testing.T) {
+	if os.Getenv(leakHelperEnv) == "" {
+		t.Skip("helper process for TestKilledTestBinary")
+	}
+	pgtest.NewDatabase(t)
+	fmt.Println("dir", filepath.Dir(pgtest.Cluster(t).Dir()))
+	select {}
+}
+
+// startLeakHelper runs TestLeakHelper in a child test binary and returns it
+// with the scratch directory of its cluster.
+func startLeakHelper(t *testing.T) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLeakHelper$", "-test.timeout=5m")
+	cmd.Env = append(os.Environ(), leakHelperEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if d, ok := strings.CutPrefix(sc.Text(), "dir "); ok {
+				lines <- d
+			}
+		}
+		close(lines)
+	}()
+	select {
+	case d, ok := <-lines:
+		if !ok {
+			t.Fatal("helper exited without starting a cluster")
+		}
+		return cmd, d
+	case <-time.After(time.Minute):
+		t.Fatal("helper did not start a cluster")
+	}
+	return nil, ""
+}
+
+func serverRunsIn(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "cluster", "data", "postmaster.pid"))
+	if err != nil {
+		return false
+	}
+	pid, _ := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+	return pid > 0 && syscall.Kill(pid, 0) == nil && !isZombie(pid)
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && i+2 < len(b) && b[i+2] == 'Z'
+}
+
+func TestInterruptedTestBinaryCleansUp(t *testing.T) {
+	t.Parallel()
+	cmd, dir := startLeakHelper(t)
+	if !serverRunsIn(dir) {
+		t.Fatalf("no server running in %s", dir)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if serverRunsIn(dir) {
+		t.Error("server still running after SIGINT")
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s still there after SIGINT (stat: %v)", dir, err)
+	}
+}
+
+func TestKilledTestBinaryIsReapedLater(t *testing.T) {
+	t.Parallel()
+	cmd, dir := startLeakHelper(t)
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if !serverRunsIn(dir) {
+		t.Fatalf("the killed binary's server is gone already; nothing to reap in %s", dir)
+	}
+	pgtest.NewCluster(t) // making a scratch directory reaps leaked ones
+	if serverRunsIn(dir) {
+		t.Error("leaked server still running")
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s still there (stat: %v)", dir, err)
+	}
+}
 
 func TestNewPoolIsMigrated(t *testing.T) {
 	t.Parallel()
