@@ -30,7 +30,7 @@ type bundle struct {
 	decider run.Decider
 }
 
-func setup(t *testing.T) bundle {
+func setup(t testing.TB) bundle {
 	t.Helper()
 	store, err := esdb.New(esdb.Config{Client: esdbtest.Client(t)})
 	if err != nil {
