@@ -40,6 +40,9 @@ func TestLeakHelper(t *testing.T) {
 // with the scratch directory of its cluster.
 func startLeakHelper(t *testing.T) (*exec.Cmd, string) {
 	t.Helper()
+	if os.Getenv(pgtest.URLEnv) != "" {
+		t.Skipf("%s is set: no private cluster to leak", pgtest.URLEnv)
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLeakHelper$", "-test.timeout=5m")
 	cmd.Env = append(os.Environ(), leakHelperEnv+"=1")
 	out, err := cmd.StdoutPipe()
