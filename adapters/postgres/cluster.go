@@ -427,7 +427,7 @@ func (c *Cluster) ping(ctx context.Context) error {
 	if err := conn.QueryRow(ctx, "SELECT current_setting('data_directory')").Scan(&dd); err != nil {
 		return err
 	}
-	if dd != c.dataDir {
+	if realPath(dd) != realPath(c.dataDir) {
 		return fmt.Errorf("port %d serves %s, not %s", c.port, dd, c.dataDir)
 	}
 	return nil

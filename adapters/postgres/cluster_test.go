@@ -508,3 +508,31 @@ func TestClusterErrors(t *testing.T) {
 		}
 	})
 }
+
+// The same cluster reached through a symlink and through its real path is
+// one cluster: the live server must not be mistaken for a stale pid file.
+func TestClusterThroughSymlink(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	real := clusterDir(t)
+	link := filepath.Join(filepath.Dir(real), "link")
+	if err := os.MkdirAll(real, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	c1 := start(t, real)
+	c2 := start(t, link)
+	if c2.Started() || c2.Port() != c1.Port() {
+		t.Fatalf("through the link: started %t on port %d, want reuse of port %d", c2.Started(), c2.Port(), c1.Port())
+	}
+	for _, c := range []*postgres.Cluster{c2, c1} {
+		if err := c.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := query(t, c1.URL("postgres"), "SELECT 'alive'"); err == nil {
+		t.Fatal("server still running after both Stops")
+	}
+}

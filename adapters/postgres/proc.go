@@ -68,7 +68,15 @@ func postmasterAlive(pid int, dataDir string) bool {
 		// starting a second one on the same files.
 		return !errors.Is(err, fs.ErrNotExist)
 	}
-	return cwd == dataDir
+	return cwd == realPath(dataDir)
+}
+
+// realPath resolves symlinks, as /proc/PID/cwd shows the resolved path.
+func realPath(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return p
 }
 
 func zombie(pid int) bool {
@@ -93,6 +101,7 @@ func serverProcesses(dataDir string) []int {
 	if err != nil {
 		return nil
 	}
+	dataDir = realPath(dataDir)
 	var pids []int
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
