@@ -200,9 +200,16 @@ func (r *Runner) follow(ctx context.Context, lock *pgx.Conn, stopAt *esdb.Positi
 		return nil
 	}
 	fctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	ch := make(chan esdb.Message, 4*maxBatch)
-	go func() { _ = r.src.Follow(fctx, cp, r.p.Prefixes(), ch) }()
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		_ = r.src.Follow(fctx, cp, r.p.Prefixes(), ch)
+	}()
+	defer func() {
+		cancel()
+		<-followed
+	}()
 
 	lockCheck := time.NewTicker(2 * time.Second)
 	defer lockCheck.Stop()

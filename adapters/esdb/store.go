@@ -111,6 +111,8 @@ type Config struct {
 
 // Store is the wrapped client. Safe for concurrent use.
 type Store struct {
+	life    sync.RWMutex // read-held by calls in flight; Close takes it
+	closed  bool
 	mu      sync.Mutex
 	client  *kdb.Client
 	connect func() (*kdb.Client, error)
@@ -160,6 +162,11 @@ func New(cfg Config) (*Store, error) {
 
 // Close closes a client the Store built itself.
 func (s *Store) Close() error {
+	// The official client panics when used after Close; wait for calls in
+	// flight and refuse later ones.
+	s.life.Lock()
+	s.closed = true
+	s.life.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.owned && s.client != nil {
@@ -184,6 +191,9 @@ func isInfra(err error) bool {
 
 // getClient returns the current client, (re)connecting if needed.
 func (s *Store) getClient() (*kdb.Client, error) {
+	if s.closed {
+		return nil, errClosed
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.client == nil {
@@ -202,9 +212,10 @@ func (s *Store) dropClient(c *kdb.Client) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.connect != nil && s.client == c {
-		if s.owned {
-			_ = c.Close()
-		}
+		// Not Close()d: other goroutines may still hold it, and the
+		// official client panics when a closed client is used. A client
+		// that reports ConnectionClosed has already stopped its own
+		// goroutine and connection.
 		s.client = nil
 	}
 }
@@ -239,12 +250,17 @@ func (s *Store) classify(c *kdb.Client, err error) error {
 	return err
 }
 
-var errNotFound = errors.New("esdb: stream not found")
+var (
+	errNotFound = errors.New("esdb: stream not found")
+	errClosed   = errors.New("esdb: store closed")
+)
 
 // call runs fn through the breaker with a per-call timeout and maps the
 // result: an open breaker or an infrastructure failure becomes a
 // failure.Unavailable error.
 func (s *Store) call(ctx context.Context, what string, fn func(ctx context.Context, c *kdb.Client) error) error {
+	s.life.RLock()
+	defer s.life.RUnlock()
 	_, err := s.breaker.Execute(func() (any, error) {
 		c, err := s.getClient()
 		if err != nil {
@@ -252,7 +268,7 @@ func (s *Store) call(ctx context.Context, what string, fn func(ctx context.Conte
 		}
 		cctx, cancel := context.WithTimeout(ctx, s.timeout)
 		defer cancel()
-		return nil, s.classify(c, fn(cctx, c))
+		return nil, s.classify(c, guard(ctx, cctx, func() error { return fn(cctx, c) }))
 	})
 	switch {
 	case err == nil:
@@ -266,6 +282,34 @@ func (s *Store) call(ctx context.Context, what string, fn func(ctx context.Conte
 		return ctx.Err()
 	}
 	return fmt.Errorf("esdb %s: %w", what, err)
+}
+
+// guard runs a client call so that the caller can always leave: the
+// official client can block forever (a call racing with the client closing
+// itself after failed rediscovery waits on a channel nobody reads) or panic
+// (a call racing with Close sends on a closed channel). The call runs in
+// its own goroutine, panics become errors, and the caller returns when
+// cctx (the per-call deadline) ends. parent tells cancellation by the
+// caller from a timeout.
+func guard(parent, cctx context.Context, fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- &infraError{fmt.Errorf("event store client failed: %v", r)}
+			}
+		}()
+		done <- fn()
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-cctx.Done():
+		if err := parent.Err(); err != nil {
+			return err
+		}
+		return &infraError{fmt.Errorf("event store call: %w", cctx.Err())}
+	}
 }
 
 func toExpected(rev int64) kdb.ExpectedRevision {

@@ -50,6 +50,7 @@ func (s *Store) followOnce(ctx context.Context, from *Position, prefixes []strin
 	// Opening the subscription goes through the breaker; the long-lived
 	// stream does not (it has no per-call timeout).
 	var sub *kdb.Subscription
+	s.life.RLock()
 	_, err := s.breaker.Execute(func() (any, error) {
 		c, err := s.getClient()
 		if err != nil {
@@ -63,9 +64,16 @@ func (s *Store) followOnce(ctx context.Context, from *Position, prefixes []strin
 		} else {
 			opts.From = kdb.Position(*from)
 		}
-		sub, err = c.SubscribeToAll(ctx, opts)
+		cctx, cancel := context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+		err = guard(ctx, cctx, func() error {
+			var err error
+			sub, err = c.SubscribeToAll(ctx, opts)
+			return err
+		})
 		return nil, s.classify(c, err)
 	})
+	s.life.RUnlock()
 	if err != nil {
 		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 			return false, err

@@ -180,3 +180,5 @@ func (e *env) streamCount() int64 {
 	}
 	return int64(u.data()["used"].(float64))
 }
+
+func esdbtestURL(t *testing.T) string { return esdbtest.URL(t) }
