@@ -12,6 +12,10 @@ type headCache struct {
 	max   int
 	ll    *list.List
 	items map[string]*list.Element
+	// evictMark is the newest committed position at the last eviction: a
+	// head read from storage after that position was published is current
+	// unless the stream is cached.
+	evictMark uint64
 }
 
 type cacheEntry struct {
@@ -34,7 +38,8 @@ func (c *headCache) get(stream string) (head, bool) {
 	return e.Value.(*cacheEntry).h, true
 }
 
-func (c *headCache) put(stream string, h head) {
+// put caches h; mark is the newest committed position (see evictMark).
+func (c *headCache) put(stream string, h head, mark uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.items[stream]; ok {
@@ -46,6 +51,7 @@ func (c *headCache) put(stream string, h head) {
 	for c.ll.Len() > c.max {
 		last := c.ll.Back()
 		c.ll.Remove(last)
+		c.evictMark = mark
 		delete(c.items, last.Value.(*cacheEntry).stream)
 	}
 }
@@ -54,4 +60,11 @@ func (c *headCache) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.ll.Len()
+}
+
+// mark returns evictMark.
+func (c *headCache) mark() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.evictMark
 }

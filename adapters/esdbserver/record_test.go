@@ -105,16 +105,19 @@ func TestKeyLayoutOrder(t *testing.T) {
 func TestHeadCacheIsBoundedLRU(t *testing.T) {
 	c := newHeadCache(3)
 	for i := range 10 {
-		c.put(fmt.Sprint(i), head{lastRev: int64(i)})
+		c.put(fmt.Sprint(i), head{lastRev: int64(i)}, uint64(i))
 	}
 	if got := c.len(); got != 3 {
 		t.Fatalf("len = %d, want 3", got)
+	}
+	if got := c.mark(); got != 9 {
+		t.Errorf("evict mark = %d, want 9", got)
 	}
 	if _, ok := c.get("6"); ok {
 		t.Error("evicted entry still cached")
 	}
 	c.get("7") // 7 becomes most recent; 8 is now the oldest
-	c.put("10", head{lastRev: 10})
+	c.put("10", head{lastRev: 10}, 10)
 	if _, ok := c.get("8"); ok {
 		t.Error("least recently used entry not evicted")
 	}
@@ -123,7 +126,7 @@ func TestHeadCacheIsBoundedLRU(t *testing.T) {
 			t.Errorf("get(%s) = %+v, %v", k, h, ok)
 		}
 	}
-	c.put("9", head{lastRev: 99})
+	c.put("9", head{lastRev: 99}, 11)
 	if h, _ := c.get("9"); h.lastRev != 99 {
 		t.Errorf("update not seen: %+v", h)
 	}

@@ -60,7 +60,16 @@ type proposed struct {
 	meta []byte
 }
 
+// precheck is what a request's own goroutine read from storage before
+// queueing, so that the writer can skip those reads when still valid.
+type precheck struct {
+	stamp     uint64 // published position before the reads
+	head      head
+	firstSeen bool // the first event id is in the stream's id index
+}
+
 type writeReq struct {
+	pre    *precheck
 	op     opKind
 	stream string
 	exp    expected
@@ -197,6 +206,9 @@ func (s *store) close() error {
 // write queues r for the writer and waits for its result.
 func (s *store) write(r *writeReq) writeResult {
 	r.done = make(chan writeResult, 1)
+	if err := s.precheck(r); err != nil {
+		return writeResult{kind: resError, err: err}
+	}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -205,6 +217,24 @@ func (s *store) write(r *writeReq) writeResult {
 	s.reqs <- r
 	s.mu.RUnlock()
 	return <-r.done
+}
+
+// precheck does the request's storage reads outside the writer.
+func (s *store) precheck(r *writeReq) error {
+	pre := &precheck{stamp: s.published()}
+	h, err := s.head(r.stream)
+	if err != nil {
+		return err
+	}
+	pre.head = h
+	if r.op == opAppend && len(r.events) > 0 && (r.exp.kind == expAny || r.exp.kind == expExists) {
+		_, pre.firstSeen, err = s.lookupID(s.db, r.stream, r.events[0].id)
+		if err != nil {
+			return err
+		}
+	}
+	r.pre = pre
+	return nil
 }
 
 // writer is the single goroutine that checks and commits writes in groups.
@@ -294,10 +324,10 @@ func (s *store) commitGroup(reqs []*writeReq) {
 			return
 		}
 		s.met.committed(time.Since(start), len(g.recs), bytesWritten)
-		for k, h := range g.heads {
-			s.cache.put(k, h)
-		}
 		s.nextPos = g.nextPos
+		for k, h := range g.heads {
+			s.cache.put(k, h, s.nextPos-1)
+		}
 		s.hub.publish(g.recs)
 	}
 	for i, r := range reqs {
@@ -306,19 +336,26 @@ func (s *store) commitGroup(reqs []*writeReq) {
 	}
 }
 
-// headFor returns a stream's head as seen by the writer in group g.
-func (s *store) headFor(g *group, stream string) (head, error) {
+// headFor returns a stream's head as seen by the writer in group g. pre,
+// if not nil, is a precheck of this stream.
+func (s *store) headFor(g *group, stream string, pre *precheck) (head, error) {
 	if h, ok := g.heads[stream]; ok {
 		return h, nil
 	}
 	if h, ok := s.cache.get(stream); ok {
 		return h, nil
 	}
+	// Every write puts its stream in the cache; a stream missing from it was
+	// not written since the precheck unless it was evicted since then.
+	if pre != nil && pre.stamp >= s.cache.mark() {
+		s.cache.put(stream, pre.head, s.nextPos-1)
+		return pre.head, nil
+	}
 	h, err := s.loadHead(stream)
 	if err != nil {
 		return head{}, err
 	}
-	s.cache.put(stream, h)
+	s.cache.put(stream, h, s.nextPos-1)
 	return h, nil
 }
 
@@ -344,7 +381,7 @@ func (s *store) head(stream string) (head, error) {
 }
 
 func (s *store) apply(g *group, r *writeReq) (writeResult, error) {
-	h, err := s.headFor(g, r.stream)
+	h, err := s.headFor(g, r.stream, r.pre)
 	if err != nil {
 		return writeResult{}, err
 	}
@@ -366,7 +403,9 @@ func (s *store) apply(g *group, r *writeReq) (writeResult, error) {
 				return wev, nil
 			}
 		}
-		if r.op == opAppend && len(r.events) > 0 {
+		// The precheck's id lookup holds if the stream had no write since.
+		unseen := r.pre != nil && !r.pre.firstSeen && h.lastPos <= r.pre.stamp
+		if r.op == opAppend && len(r.events) > 0 && !unseen {
 			res, done, err := s.idempotentAny(g, r)
 			if err != nil || done {
 				return res, err
@@ -407,7 +446,7 @@ func (s *store) apply(g *group, r *writeReq) (writeResult, error) {
 	}
 	if h.deleted {
 		// Recreate: the metastream gets the latest metadata with $tb = cur+1.
-		mh, err := s.headFor(g, "$$"+r.stream)
+		mh, err := s.headFor(g, "$$"+r.stream, nil)
 		if err != nil {
 			return writeResult{}, err
 		}
@@ -431,7 +470,7 @@ func (s *store) apply(g *group, r *writeReq) (writeResult, error) {
 			return writeResult{}, err
 		}
 	}
-	h, err = s.headFor(g, r.stream)
+	h, err = s.headFor(g, r.stream, nil)
 	if err != nil {
 		return writeResult{}, err
 	}
@@ -451,7 +490,7 @@ func (s *store) idempotentAny(g *group, r *writeReq) (writeResult, bool, error) 
 			if i == 0 {
 				return writeResult{}, false, nil
 			}
-			h, _ := s.headFor(g, r.stream)
+			h, _ := s.headFor(g, r.stream, nil)
 			return writeResult{kind: resWEV, cur: h.lastRev}, true, nil
 		}
 		lastRev = rev
@@ -546,7 +585,7 @@ func (s *store) getRecord(b getter, pos uint64, r *record) error {
 
 // writeEvent adds one event to the group's batch and updates heads.
 func (s *store) writeEvent(g *group, stream string, p proposed, tombstone bool) (uint64, error) {
-	h, err := s.headFor(g, stream)
+	h, err := s.headFor(g, stream, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -557,7 +596,7 @@ func (s *store) writeEvent(g *group, stream string, p proposed, tombstone bool) 
 	data := p.data
 	if isMetastream(stream) {
 		base := stream[2:]
-		bh, err := s.headFor(g, base)
+		bh, err := s.headFor(g, base, nil)
 		if err != nil {
 			return 0, err
 		}
