@@ -46,7 +46,7 @@ func TestPostEventStatuses(t *testing.T) {
 		{"name wrong type", map[string]any{"email_address": "a@b.c", "event_name": true}, nil, "invalid_type", "event_name", 400},
 		{"name too long", map[string]any{"email_address": "a@b.c", "event_name": strings.Repeat("n", 256)}, nil, "value_too_long", "event_name", 400},
 		{"properties not object", map[string]any{"email_address": "a@b.c", "event_name": "x", "properties": []int{1}}, nil, "invalid_type", "properties", 400},
-		{"properties too deep", map[string]any{"email_address": "a@b.c", "event_name": "x", "properties": deep}, nil, "too_deeply_nested", "properties.x.x.x.x.x.x.x.x.x.x", 400},
+		{"properties too deep", map[string]any{"email_address": "a@b.c", "event_name": "x", "properties": deep}, nil, "too_deeply_nested", "properties.x.x.x.x.x.x.x.x.x.x.x", 400},
 		{"too many properties", map[string]any{"email_address": "a@b.c", "event_name": "x", "properties": many}, nil, "too_many_properties", "properties", 400},
 		{"key too long", map[string]any{"email_address": "a@b.c", "event_name": "x", "properties": map[string]any{strings.Repeat("k", 256): 1}}, nil, "value_too_long", "properties", 400},
 		{"value too long", map[string]any{"email_address": "a@b.c", "event_name": "x", "properties": map[string]any{"k": strings.Repeat("v", 64<<10+1)}}, nil, "value_too_long", "properties.k", 400},

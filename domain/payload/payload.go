@@ -131,7 +131,7 @@ func check(path string, v any, depth int, l Limits, count *int) error {
 			return failure.Field(failure.TooLong, path, "%s must be at most %d bytes", path, l.MaxStringBytes)
 		}
 	case map[string]any:
-		if depth >= l.MaxDepth {
+		if depth > l.MaxDepth {
 			return failure.Field(failure.TooDeep, path, "properties nest deeper than %d levels", l.MaxDepth)
 		}
 		for k, e := range v {
@@ -151,7 +151,7 @@ func check(path string, v any, depth int, l Limits, count *int) error {
 			}
 		}
 	case []any:
-		if depth >= l.MaxDepth {
+		if depth > l.MaxDepth {
 			return failure.Field(failure.TooDeep, path, "properties nest deeper than %d levels", l.MaxDepth)
 		}
 		for i, e := range v {
