@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/larkhq/lark/adapters/postgres"
 	"github.com/larkhq/lark/adapters/postgres/pgtest"
 )
 
@@ -202,7 +204,11 @@ func dataDir(t *testing.T) string {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		// A lark serve killed by the test leaves its private cluster running.
+		_ = postgres.StopDir(context.Background(), filepath.Join(dir, "postgres"))
+		os.RemoveAll(dir)
+	})
 	return dir
 }
 

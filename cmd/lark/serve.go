@@ -125,7 +125,7 @@ func openApp(ctx context.Context, cfg config, logger *slog.Logger, reg *promethe
 		a.Close()
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	if a.es, err = newESDBClient(ep.ESDBURL); err != nil {
+	if a.es, err = newESDBClient(ep.ESDBURL, logger); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -167,14 +167,30 @@ func (a *app) Close() {
 	a.ep.Close(context.Background())
 }
 
-func newESDBClient(url string) (*esdb.Client, error) {
+func newESDBClient(url string, logger *slog.Logger) (*esdb.Client, error) {
 	cfg, err := esdb.ParseConnectionString(url)
 	if err != nil {
 		return nil, fmt.Errorf("LARK_ESDB_URL %q: %w", url, err)
 	}
+	cfg.Logger = clientLogger(logger.With("component", "esdb-client"))
 	c, err := esdb.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("event store client: %w", err)
 	}
 	return c, nil
+}
+
+// clientLogger routes the official client's log lines into our structured
+// log; its discovery chatter (info and debug) goes to debug.
+func clientLogger(logger *slog.Logger) esdb.LoggingFunc {
+	return func(level esdb.LogLevel, format string, args ...any) {
+		l := slog.LevelDebug
+		switch level {
+		case esdb.LogWarn:
+			l = slog.LevelWarn
+		case esdb.LogError:
+			l = slog.LevelError
+		}
+		logger.Log(context.Background(), l, fmt.Sprintf(format, args...))
+	}
 }
