@@ -24,7 +24,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // env is one test's Lark: a fresh database, an event store, a running
 // Service behind an httptest server, and a workspace with a key.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	svc   *Service
 	http  *httptest.Server
 	pool  *pgxpool.Pool
@@ -40,7 +40,11 @@ type options struct {
 	cfg   func(*Config)
 }
 
-func setup(t *testing.T, o options) *env {
+func setup(t *testing.T, o options) *env { return setupTB(t, o) }
+
+func setupB(b *testing.B) *env { return setupTB(b, options{limit: 1 << 40}) }
+
+func setupTB(t testing.TB, o options) *env {
 	t.Helper()
 	if o.pool == nil {
 		o.pool = pgtest.NewPool(t)
@@ -62,7 +66,7 @@ func setup(t *testing.T, o options) *env {
 	return e
 }
 
-func startService(t *testing.T, o options) *env {
+func startService(t testing.TB, o options) *env {
 	t.Helper()
 	cfg := Config{ESDBURL: o.esURL, Pool: o.pool, Logger: testLogger(t), ESDBCallTimeout: 2 * time.Second}
 	if o.cfg != nil {
@@ -87,7 +91,7 @@ func startService(t *testing.T, o options) *env {
 	return &env{t: t, svc: svc, http: srv, pool: o.pool, esURL: o.esURL}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
