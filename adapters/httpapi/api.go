@@ -90,7 +90,7 @@ func New(d Deps) (http.Handler, error) {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lark_http_requests_total",
 			Help: "HTTP requests by route, method and status."}, []string{"route", "method", "status"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "lark_http_request_duration_seconds",
-			Help: "HTTP request latency by route, method and status.",
+			Help:    "HTTP request latency by route, method and status.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}, []string{"route", "method", "status"}),
 	}
 	if d.Registerer != nil {
@@ -105,7 +105,9 @@ func New(d Deps) (http.Handler, error) {
 	e.HTTPErrorHandler = a.errorHandler
 	e.Use(a.observe)
 
-	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]any{"data": map[string]string{"status": "ok"}}) })
+	e.GET("/healthz", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]any{"data": map[string]string{"status": "ok"}})
+	})
 	e.GET("/readyz", a.readyz)
 	if d.Gatherer != nil {
 		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{})))

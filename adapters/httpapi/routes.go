@@ -192,4 +192,3 @@ func (a *api) revokeKey(c echo.Context) error {
 	}
 	return c.NoContent(http.StatusNoContent)
 }
-
