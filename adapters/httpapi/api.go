@@ -56,6 +56,8 @@ type Deps struct {
 
 	// AutomationDeps serve SPEC §2.4–2.5 (automations.go, runs.go).
 	AutomationDeps
+	// ExplainDeps serve SPEC §2.6 and GET /v1/events/{id} (explain.go).
+	ExplainDeps
 
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
@@ -126,6 +128,7 @@ func New(d Deps) (http.Handler, error) {
 	v1.GET("/api-keys", a.listKeys)
 	v1.DELETE("/api-keys/:id", a.revokeKey)
 	a.automationRoutes(v1)
+	a.explainRoutes(v1)
 	return e, nil
 }
 

@@ -92,6 +92,7 @@ type Service struct {
 	handler  http.Handler
 
 	auto *automationSide
+	expl *explainSide
 }
 
 // New assembles the service. It does not start background work (Run does)
@@ -181,8 +182,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.expl = newExplainSide(cfg, store, db, pm, s.auto)
 	s.handler, err = httpapi.New(httpapi.Deps{
 		AutomationDeps:    s.auto.deps,
+		ExplainDeps:       s.expl.deps,
 		AuthenticateFunc:  s.authn.Authenticate,
 		SendFunc:          ih.Send,
 		UsageFunc:         s.usage,
@@ -233,7 +236,7 @@ func (s *Service) ready(ctx context.Context) error {
 // ends.
 func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for _, f := range append([]func(context.Context) error{s.authRun.Run, s.contRun.Run, s.usageRun.Run, s.authn.Listen, s.sweep}, s.auto.runs()...) {
+	for _, f := range append([]func(context.Context) error{s.authRun.Run, s.contRun.Run, s.usageRun.Run, s.authn.Listen, s.sweep, s.expl.eventsRun.Run}, s.auto.runs()...) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
