@@ -123,20 +123,23 @@ func TestEventStoreDown(t *testing.T) {
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
-	var slowest time.Duration
-	for i := 0; i < 20; i++ {
+	var open []time.Duration // once the breaker is open
+	for i := 0; i < 25; i++ {
 		start := time.Now()
 		r := e.do("POST", "/v1/events", e.key, event("a@b.c", "x"))
 		d := time.Since(start)
 		if r.Status != 503 || r.errCode() != "unavailable" || r.Header.Get("Retry-After") == "" {
 			t.Fatalf("store down, request %d: %d %s (Retry-After %q)", i, r.Status, r.Raw, r.Header.Get("Retry-After"))
 		}
-		if i >= 5 && d > slowest {
-			slowest = d
+		if i >= 5 {
+			open = append(open, d)
 		}
 	}
-	if slowest > 100*time.Millisecond {
-		t.Errorf("with the breaker open, the slowest 503 took %v, want milliseconds", slowest)
+	// The breaker lets one probe through every second (which may take the
+	// call timeout); the others answer at once.
+	sort.Slice(open, func(i, j int) bool { return open[i] < open[j] })
+	if median := open[len(open)/2]; median > 50*time.Millisecond {
+		t.Errorf("with the breaker open, the median 503 took %v, want milliseconds", median)
 	}
 	if r := e.do("GET", "/readyz", "", nil); r.Status != 503 {
 		t.Errorf("readyz with the store down: %d", r.Status)
@@ -361,9 +364,14 @@ func TestRevokeAcrossServices(t *testing.T) {
 	if r := a.do("DELETE", "/v1/api-keys/"+k.data()["id"].(string), a.key, nil); r.Status != 204 {
 		t.Fatalf("revoke: %d", r.Status)
 	}
-	time.Sleep(50 * time.Millisecond) // NOTIFY delivery
-	if r := b.do("GET", "/v1/usage", secret, nil); r.Status != 401 {
-		t.Errorf("b still accepts the revoked key: %d", r.Status)
+	// Refused by b as soon as the NOTIFY arrives: milliseconds, long
+	// before the cache's one-minute safety TTL.
+	deadline = time.Now().Add(time.Second)
+	for b.do("GET", "/v1/usage", secret, nil).Status != 401 {
+		if time.Now().After(deadline) {
+			t.Fatal("b still accepts the revoked key after 1 s")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
