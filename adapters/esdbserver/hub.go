@@ -40,6 +40,14 @@ func (h *hub) publish(recs []record) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.head.Store(recs[len(recs)-1].pos)
+	if len(h.subs) == 0 {
+		return
+	}
+	// Encode each event once for all subscribers.
+	for i := range recs {
+		r := &recs[i]
+		r.enc = appendReadResp(make([]byte, 0, recordedSize(r, false)+24), r, nil, r.pos, false)
+	}
 	for q := range h.subs {
 		q.push(recs)
 	}

@@ -2,6 +2,7 @@ package esdbserver
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 	"regexp"
 	"strconv"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
-	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -86,108 +86,44 @@ func parseFilter(o *streams.ReadReq_Options) (*eventFilter, error) {
 	return nil, status.Error(codes.InvalidArgument, "filter option is missing")
 }
 
-// eventSender converts records to ReadResp messages, reusing one message.
+// eventSender sends records as ReadResp events, encoded by hand.
 type eventSender struct {
 	st         streams.Streams_ReadServer
 	store      *store
 	uuidString bool
 	resolve    bool
-
-	resp    streams.ReadResp
-	content streams.ReadResp_Event
-	ev      streams.ReadResp_ReadEvent
-	pos     streams.ReadResp_ReadEvent_CommitPosition
-	main    recordedMsg
-	link    recordedMsg
-	target  record
+	target     record
 }
 
-// recordedMsg is a reusable RecordedEvent with its parts.
-type recordedMsg struct {
-	msg  streams.ReadResp_ReadEvent_RecordedEvent
-	sid  shared.StreamIdentifier
-	id   shared.UUID
-	st   shared.UUID_Structured
-	sw   shared.UUID_Structured_
-	str  shared.UUID_String_
-	meta map[string]string
-	buf  []byte
-}
-
-func (m *recordedMsg) fill(r *record, uuidString bool) *streams.ReadResp_ReadEvent_RecordedEvent {
-	if m.meta == nil {
-		m.meta = make(map[string]string, 3)
-	}
-	m.meta["type"] = r.typ
-	if r.json {
-		m.meta["content-type"] = "application/json"
-	} else {
-		m.meta["content-type"] = "application/octet-stream"
-	}
-	m.buf = strconv.AppendInt(m.buf[:0], r.created, 10)
-	m.meta["created"] = string(m.buf)
-	if uuidString {
-		m.str.String_ = uuid.UUID(r.id).String()
-		m.id.Value = &m.str
-	} else {
-		m.st.MostSignificantBits = int64(beUint64(r.id[:8]))
-		m.st.LeastSignificantBits = int64(beUint64(r.id[8:]))
-		m.sw.Structured = &m.st
-		m.id.Value = &m.sw
-	}
-	m.sid.StreamName = append(m.sid.StreamName[:0], r.stream...)
-	m.msg = streams.ReadResp_ReadEvent_RecordedEvent{
-		Id:               &m.id,
-		StreamIdentifier: &m.sid,
-		StreamRevision:   r.rev,
-		PreparePosition:  r.pos,
-		CommitPosition:   r.pos,
-		Metadata:         m.meta,
-		CustomMetadata:   nonNil(r.meta),
-		Data:             nonNil(r.data),
-	}
-	return &m.msg
-}
-
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
-}
-
-func beUint64(b []byte) uint64 {
-	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
-		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
-}
+func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 
 func newSender(st streams.Streams_ReadServer, s *store, o *streams.ReadReq_Options) *eventSender {
 	_, str := o.GetUuidOption().GetContent().(*streams.ReadReq_Options_UUIDOption_String_)
-	es := &eventSender{st: st, store: s, uuidString: str, resolve: o.GetResolveLinks()}
-	es.content.Event = &es.ev
-	es.resp.Content = &es.content
-	return es
+	return &eventSender{st: st, store: s, uuidString: str, resolve: o.GetResolveLinks()}
 }
 
-// send sends one event (resolving a link if asked).
+// send sends one event (resolving a link if asked). The message buffer is
+// handed to gRPC, which writes it asynchronously, so it is never reused.
 func (es *eventSender) send(r *record) error {
-	es.ev.Link = nil
-	es.ev.Event = nil
-	es.pos.CommitPosition = r.pos
-	es.ev.Position = &es.pos
-	if es.resolve && r.typ == "$>" {
-		es.ev.Link = es.link.fill(r, es.uuidString)
+	var msg rawMessage
+	switch {
+	case es.resolve && r.typ == "$>":
 		ok, err := es.resolveLink(r.data)
 		if err != nil {
 			return err
 		}
+		var ev *record
 		if ok {
-			es.ev.Event = es.main.fill(&es.target, es.uuidString)
+			ev = &es.target
 		}
-	} else {
-		es.ev.Event = es.main.fill(r, es.uuidString)
+		msg = appendReadResp(make([]byte, 0, recordedSize(ev, es.uuidString)+recordedSize(r, es.uuidString)+32),
+			ev, r, r.pos, es.uuidString)
+	case r.enc != nil && !es.uuidString:
+		msg = r.enc
+	default:
+		msg = appendReadResp(make([]byte, 0, recordedSize(r, es.uuidString)+24), r, nil, r.pos, es.uuidString)
 	}
-	return es.st.Send(&es.resp)
+	return es.st.SendMsg(&msg)
 }
 
 // resolveLink loads the target of a link "rev@stream" into es.target; false
@@ -224,8 +160,6 @@ func (es *eventSender) resolveLink(data []byte) (bool, error) {
 	}
 	return true, nil
 }
-
-func (es *eventSender) sendControl(resp *streams.ReadResp) error { return es.st.Send(resp) }
 
 // visibility describes which revisions of a stream reads may return.
 type visibility struct {

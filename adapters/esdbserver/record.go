@@ -38,6 +38,7 @@ type record struct {
 	typ     string
 	data    []byte
 	meta    []byte
+	enc     rawMessage // ReadResp encoding (structured id), set for live fan-out
 }
 
 func allKey(pos uint64) []byte {

@@ -91,6 +91,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(maxMessageSize),
 		grpc.MaxSendMsgSize(maxMessageSize),
+		grpc.ForceServerCodecV2(newRawCodec()),
 	)
 	serverfeatures.RegisterServerFeaturesServer(s.grpc, featuresService{})
 	streams.RegisterStreamsServer(s.grpc, &streamsService{srv: s})

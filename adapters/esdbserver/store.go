@@ -21,6 +21,7 @@ const (
 	maxGroupRequests = 1024
 	maxGroupBytes    = 8 << 20
 	headCacheSize    = 100_000
+	cacheSize        = 64 << 20 // Pebble block cache
 )
 
 // errClosed is returned for writes after the store began closing.
@@ -122,7 +123,10 @@ func openStore(dir string, log *slog.Logger, met *metrics) (*store, error) {
 
 // newStore opens the store without starting its writer.
 func newStore(dir string, log *slog.Logger, met *metrics) (*store, error) {
+	cache := pebble.NewCache(cacheSize)
+	defer cache.Unref()
 	opts := &pebble.Options{
+		Cache:        cache,
 		Logger:       pebbleLogger{log},
 		MemTableSize: 32 << 20,
 		EventListener: &pebble.EventListener{
