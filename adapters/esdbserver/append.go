@@ -119,6 +119,7 @@ func (x *streamsService) Append(st streams.Streams_AppendServer) error {
 		return status.Error(codes.InvalidArgument, "expected stream revision is missing")
 	}
 	req := &writeReq{op: opAppend, stream: stream, exp: exp}
+	dataSize := 0 // the limit counts event data only, as ESDB does
 	for {
 		m, err := st.Recv()
 		if errors.Is(err, io.EOF) {
@@ -145,13 +146,13 @@ func (x *streamsService) Append(st streams.Streams_AppendServer) error {
 		if err != nil || id == ([16]byte{}) {
 			return status.Error(codes.Unknown, "event id is missing or invalid")
 		}
-		req.size += len(pm.GetData())
-		if req.size > maxAppendSize {
+		dataSize += len(pm.GetData())
+		if dataSize > maxAppendSize {
 			st.SetTrailer(metadata.Pairs("exception", "maximum-append-size-exceeded",
 				"maximum-append-size", strconv.Itoa(maxAppendSize)))
 			return status.Errorf(codes.InvalidArgument, "Maximum Append Size of %d Exceeded.", maxAppendSize)
 		}
-		req.size += len(pm.GetCustomMetadata()) + len(typ) + 64
+		req.size += len(pm.GetData()) + len(pm.GetCustomMetadata()) + len(typ) + 64
 		req.events = append(req.events, proposed{
 			id: id, typ: typ, json: ct == "application/json",
 			data: pm.GetData(), meta: pm.GetCustomMetadata(),

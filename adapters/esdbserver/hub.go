@@ -18,6 +18,7 @@ type hub struct {
 
 // liveQueue buffers live events for one subscriber.
 type liveQueue struct {
+	match    func(*record) bool // nil: every event
 	mu       sync.Mutex
 	recs     []record
 	overflow bool
@@ -55,8 +56,9 @@ func (h *hub) publish(recs []record) {
 
 // register adds a live queue and returns it with the head at registration:
 // the queue receives exactly the events after that head.
-func (h *hub) register() (*liveQueue, uint64) {
-	q := &liveQueue{signal: make(chan struct{}, 1)}
+// match, if not nil, selects the events the queue receives.
+func (h *hub) register(match func(*record) bool) (*liveQueue, uint64) {
+	q := &liveQueue{match: match, signal: make(chan struct{}, 1)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.subs[q] = struct{}{}
@@ -70,6 +72,18 @@ func (h *hub) unregister(q *liveQueue) {
 }
 
 func (q *liveQueue) push(recs []record) {
+	if q.match != nil {
+		var sel []record
+		for i := range recs {
+			if q.match(&recs[i]) {
+				sel = append(sel, recs[i])
+			}
+		}
+		if len(sel) == 0 {
+			return
+		}
+		recs = sel
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.overflow {

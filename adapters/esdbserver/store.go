@@ -394,6 +394,16 @@ func (s *store) apply(g *group, r *writeReq) (writeResult, error) {
 	if h.tombstoned {
 		return writeResult{kind: resDeleted}, nil
 	}
+	if isMetastream(r.stream) {
+		// The metastream of a tombstoned stream is deleted too.
+		bh, err := s.headFor(g, r.stream[2:], nil)
+		if err != nil {
+			return writeResult{}, err
+		}
+		if bh.tombstoned {
+			return writeResult{kind: resDeleted}, nil
+		}
+	}
 	if r.op == opDelete && cur == -1 && !h.hasMeta {
 		return wev, nil
 	}

@@ -64,8 +64,9 @@ func (x *streamsService) subscribeStream(st streams.Streams_ReadServer, o *strea
 	}
 	es := newSender(st, s, o)
 	var buf []record
+	ofStream := func(r *record) bool { return r.stream == stream }
 	for {
-		q, top := s.hub.register()
+		q, top := s.hub.register(ofStream)
 		err := func() error {
 			defer s.hub.unregister(q)
 			if fromEnd {
@@ -205,7 +206,7 @@ func (x *streamsService) subscribeAll(st streams.Streams_ReadServer, o *streams.
 	}
 	var buf []record
 	for {
-		q, top := s.hub.register()
+		q, top := s.hub.register(nil)
 		err := func() error {
 			defer s.hub.unregister(q)
 			if fromEnd {
