@@ -136,12 +136,53 @@ type head struct {
 	tb         int64 // $tb, 0 if unset
 	maxCount   int64 // $maxCount, 0 if unset
 	maxAge     int64 // $maxAge in seconds, 0 if unset
+	ids        idFilter
+}
+
+// idFilter is a small Bloom filter of a stream's event ids. It has no false
+// negatives, so an id it does not contain needs no index lookup; it fills up
+// on long streams, which then fall back to the on-disk id index.
+type idFilter [128]byte
+
+const idFilterBits = len(idFilter{}) * 8
+
+func idHashes(id *[16]byte) [3]uint {
+	x := binary.LittleEndian.Uint64(id[:8]) ^ 0x9e3779b97f4a7c15
+	y := binary.LittleEndian.Uint64(id[8:])
+	h := mix64(x ^ mix64(y))
+	return [3]uint{uint(h % uint64(idFilterBits)), uint((h >> 21) % uint64(idFilterBits)), uint((h >> 42) % uint64(idFilterBits))}
+}
+
+// mix64 is the splitmix64 finalizer.
+func mix64(z uint64) uint64 {
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+func (f *idFilter) add(id *[16]byte) {
+	for _, b := range idHashes(id) {
+		f[b/8] |= 1 << (b % 8)
+	}
+}
+
+// mayContain reports false only if id was never added.
+func (f *idFilter) mayContain(id *[16]byte) bool {
+	for _, b := range idHashes(id) {
+		if f[b/8]&(1<<(b%8)) == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 var emptyHead = head{lastRev: -1}
 
+// headSize is the length of an encoded head.
+const headSize = 42 + len(idFilter{})
+
 func encodeHead(h head) []byte {
-	b := make([]byte, 0, 42)
+	b := make([]byte, 0, headSize)
 	b = append(b, recordVersion)
 	b = binary.BigEndian.AppendUint64(b, uint64(h.lastRev))
 	b = binary.BigEndian.AppendUint64(b, h.lastPos)
@@ -159,15 +200,15 @@ func encodeHead(h head) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(h.tb))
 	b = binary.BigEndian.AppendUint64(b, uint64(h.maxCount))
 	b = binary.BigEndian.AppendUint64(b, uint64(h.maxAge))
-	return b
+	return append(b, h.ids[:]...)
 }
 
 func decodeHead(b []byte) (head, error) {
-	if len(b) != 42 || b[0] != recordVersion {
+	if len(b) != headSize || b[0] != recordVersion {
 		return head{}, fmt.Errorf("%w: bad stream head", errCorruptRecord)
 	}
 	flags := b[17]
-	return head{
+	h := head{
 		lastRev:    int64(binary.BigEndian.Uint64(b[1:])),
 		lastPos:    binary.BigEndian.Uint64(b[9:]),
 		tombstoned: flags&1 != 0,
@@ -176,5 +217,7 @@ func decodeHead(b []byte) (head, error) {
 		tb:         int64(binary.BigEndian.Uint64(b[18:])),
 		maxCount:   int64(binary.BigEndian.Uint64(b[26:])),
 		maxAge:     int64(binary.BigEndian.Uint64(b[34:])),
-	}, nil
+	}
+	copy(h.ids[:], b[42:])
+	return h, nil
 }

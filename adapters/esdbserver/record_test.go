@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
 )
 
 func TestRecordRoundTrip(t *testing.T) {
@@ -64,7 +65,7 @@ func TestHeadRoundTrip(t *testing.T) {
 	for _, h := range []head{
 		emptyHead,
 		{lastRev: 5, lastPos: 99, hasMeta: true, tb: 3, maxCount: 10, maxAge: 60},
-		{lastRev: 2, lastPos: 1 << 50, tombstoned: true, deleted: true, tb: deletedTB},
+		{lastRev: 2, lastPos: 1 << 50, tombstoned: true, deleted: true, tb: deletedTB, ids: idFilter{0: 1, 127: 0x80}},
 	} {
 		got, err := decodeHead(encodeHead(h))
 		if err != nil {
@@ -162,5 +163,34 @@ func TestWithTB(t *testing.T) {
 		if got := string(withTB([]byte(tt.in), 4)); got != tt.want {
 			t.Errorf("withTB(%q) = %s, want %s", tt.in, got, tt.want)
 		}
+	}
+}
+
+func TestIDFilterHasNoFalseNegatives(t *testing.T) {
+	var f idFilter
+	ids := make([][16]byte, 100)
+	for i := range ids {
+		ids[i] = uuid.New()
+		f.add(&ids[i])
+	}
+	for i := range ids {
+		if !f.mayContain(&ids[i]) {
+			t.Fatalf("id %d added but not contained", i)
+		}
+	}
+	fp := 0
+	for range 10000 {
+		id := [16]byte(uuid.New())
+		if f.mayContain(&id) {
+			fp++
+		}
+	}
+	// 1024 bits, 3 hashes, 100 ids: about 1.5 % false positives.
+	if fp > 500 {
+		t.Errorf("%d false positives in 10000, want about 150", fp)
+	}
+	var empty idFilter
+	if empty.mayContain(&ids[0]) {
+		t.Error("empty filter contains an id")
 	}
 }

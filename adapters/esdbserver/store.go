@@ -231,7 +231,8 @@ func (s *store) precheck(r *writeReq) error {
 		return err
 	}
 	pre.head = h
-	if r.op == opAppend && len(r.events) > 0 && (r.exp.kind == expAny || r.exp.kind == expExists) {
+	if r.op == opAppend && len(r.events) > 0 && (r.exp.kind == expAny || r.exp.kind == expExists) &&
+		h.ids.mayContain(&r.events[0].id) {
 		_, pre.firstSeen, err = s.lookupID(s.db, r.stream, r.events[0].id)
 		if err != nil {
 			return err
@@ -418,7 +419,8 @@ func (s *store) apply(g *group, r *writeReq) (writeResult, error) {
 			}
 		}
 		// The precheck's id lookup holds if the stream had no write since.
-		unseen := r.pre != nil && !r.pre.firstSeen && h.lastPos <= r.pre.stamp
+		unseen := len(r.events) > 0 && (!h.ids.mayContain(&r.events[0].id) ||
+			r.pre != nil && !r.pre.firstSeen && h.lastPos <= r.pre.stamp)
 		if r.op == opAppend && len(r.events) > 0 && !unseen {
 			res, done, err := s.idempotentAny(g, r)
 			if err != nil || done {
@@ -639,6 +641,7 @@ func (s *store) writeEvent(g *group, stream string, p proposed, tombstone bool) 
 	} else {
 		g.b.Set(streamKey(stream, rev), u64(pos), nil)
 		g.b.Set(idKey(stream, p.id), u64(rev), nil)
+		h.ids.add(&p.id)
 		h.lastRev = int64(rev)
 	}
 	h.lastPos = pos
