@@ -340,7 +340,9 @@ func (r *Runner) changedChan() <-chan struct{} {
 // running server.
 func (r *Runner) WaitFor(ctx context.Context, pos esdb.Position) error {
 	poll := 2 * time.Millisecond
-	tried := time.Time{}
+	// Give a running projection (here or in another process) a moment
+	// before trying to apply it ourselves.
+	tried := time.Now().Add(-200 * time.Millisecond)
 	for {
 		ch := r.changedChan()
 		var cp esdb.Position
