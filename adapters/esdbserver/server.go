@@ -92,6 +92,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		grpc.MaxRecvMsgSize(maxMessageSize),
 		grpc.MaxSendMsgSize(maxMessageSize),
 		grpc.ForceServerCodecV2(newRawCodec()),
+		grpc.WaitForHandlers(true), // Stop waits for handlers: none may outlive the store
 	)
 	serverfeatures.RegisterServerFeaturesServer(s.grpc, featuresService{})
 	streams.RegisterStreamsServer(s.grpc, &streamsService{srv: s})

@@ -23,6 +23,18 @@ func checkpoint(st streams.Streams_ReadServer, pos uint64) error {
 	}})
 }
 
+// ended returns an error once the call or the server is ending.
+func (x *streamsService) ended(st streams.Streams_ReadServer) error {
+	select {
+	case <-st.Context().Done():
+		return status.FromContextError(st.Context().Err()).Err()
+	case <-x.srv.shutdown:
+		return status.Error(codes.Unavailable, "server is shutting down")
+	default:
+		return nil
+	}
+}
+
 // waitLive blocks until q has news, the call ends or the server closes.
 func (x *streamsService) waitLive(st streams.Streams_ReadServer, q *liveQueue) error {
 	select {
@@ -74,6 +86,9 @@ func (x *streamsService) subscribeStream(st streams.Streams_ReadServer, o *strea
 			}
 			// Catch up from storage to top; later events arrive on q.
 			for {
+				if err := x.ended(st); err != nil {
+					return err
+				}
 				v, err := s.visibility(stream)
 				if err != nil {
 					return storageError(err)
@@ -213,6 +228,9 @@ func (x *streamsService) subscribeAll(st streams.Streams_ReadServer, o *streams.
 				cursor, fromEnd = top, false
 			}
 			for cursor < top {
+				if err := x.ended(st); err != nil {
+					return err
+				}
 				n := 0
 				err := s.scanAll(cursor+1, top, false, func(r *record) (bool, error) {
 					n++
