@@ -199,17 +199,52 @@ func (r *Runner) follow(ctx context.Context, lock *pgx.Conn, stopAt *esdb.Positi
 	if stopAt != nil && !cp.Less(*stopAt) {
 		return nil
 	}
-	fctx, cancel := context.WithCancel(ctx)
 	ch := make(chan esdb.Message, 4*maxBatch)
-	followed := make(chan struct{})
-	go func() {
-		defer close(followed)
-		_ = r.src.Follow(fctx, cp, r.p.Prefixes(), ch)
-	}()
+	var cancel context.CancelFunc
+	var followed chan struct{}
+	start := func(from esdb.Position) {
+		var fctx context.Context
+		fctx, cancel = context.WithCancel(ctx)
+		followed = make(chan struct{})
+		out, done := ch, followed
+		go func() {
+			defer close(done)
+			_ = r.src.Follow(fctx, from, r.p.Prefixes(), out)
+		}()
+	}
+	start(cp)
 	defer func() {
 		cancel()
 		<-followed
 	}()
+	// A live filtered subscription reports progress over events of other
+	// categories only every 32 events, so a quiet $all whose head is not
+	// ours would leave waiters (WaitFor the head) hanging. When idle we
+	// resubscribe: the catch-up of a new subscription ends with a
+	// checkpoint at the head.
+	seen := cp // position of the last message taken from ch
+	lastMsg := time.Now()
+	resubscribe := func() {
+		cancel()
+		<-followed
+		var carry []esdb.Message
+		for len(ch) > 0 {
+			carry = append(carry, <-ch)
+		}
+		from := seen
+		ch = make(chan esdb.Message, 4*maxBatch)
+		for _, m := range carry {
+			ch <- m
+			switch {
+			case m.Event != nil:
+				from = m.Event.Position
+			case m.Checkpoint != nil && from.Less(*m.Checkpoint):
+				from = *m.Checkpoint
+			}
+		}
+		start(from)
+		lastMsg = time.Now()
+	}
 
 	lockCheck := time.NewTicker(2 * time.Second)
 	defer lockCheck.Stop()
@@ -234,8 +269,12 @@ func (r *Runner) follow(ctx context.Context, lock *pgx.Conn, stopAt *esdb.Positi
 				}
 				pendingCP, lastWrite = nil, time.Now()
 			}
+			if time.Since(lastMsg) >= time.Second {
+				resubscribe()
+			}
 			continue
 		case first = <-ch:
+			lastMsg = time.Now()
 		}
 		var events []esdb.Recorded
 		to := cp
@@ -248,6 +287,9 @@ func (r *Runner) follow(ctx context.Context, lock *pgx.Conn, stopAt *esdb.Positi
 				if to.Less(*m.Checkpoint) {
 					to = *m.Checkpoint
 				}
+			}
+			if seen.Less(to) {
+				seen = to
 			}
 		}
 		add(first)
