@@ -1,6 +1,6 @@
 // Package esdbserver is an embedded, single-node event store that speaks
-// EventStoreDB's gRPC protocol (ServerFeatures and Streams: Read, Append,
-// Delete, Tombstone) well enough for the official Go client, storing events
+// EventStoreDB's gRPC protocol (ServerFeatures, Gossip and Streams: Read,
+// Append, Delete, Tombstone) well enough for the official Go client, storing events
 // durably in Pebble. See /shared/ESDB-PROTOCOL.md for the behaviour.
 package esdbserver
 
@@ -11,12 +11,15 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/gossip"
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/serverfeatures"
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
@@ -96,6 +99,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	)
 	serverfeatures.RegisterServerFeaturesServer(s.grpc, featuresService{})
 	streams.RegisterStreamsServer(s.grpc, &streamsService{srv: s})
+	gossip.RegisterGossipServer(s.grpc, gossipService{id: uuid.New(), addr: s.Addr()})
 	go func() {
 		defer close(s.served)
 		if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -109,8 +113,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 // Addr returns the bound address, "127.0.0.1:PORT".
 func (s *Server) Addr() string { return s.lis.Addr().String() }
 
-// URL returns the client connection string for the server.
-func (s *Server) URL() string { return "esdb://" + s.Addr() + "?tls=false" }
+// URL returns the client connection string for the server (on the loopback
+// address when it listens on all interfaces).
+func (s *Server) URL() string {
+	host := "127.0.0.1"
+	if a, ok := s.lis.Addr().(*net.TCPAddr); ok {
+		if !a.IP.IsUnspecified() {
+			host = a.IP.String()
+		}
+		return "esdb://" + net.JoinHostPort(host, strconv.Itoa(a.Port)) + "?tls=false"
+	}
+	return "esdb://" + s.Addr() + "?tls=false"
+}
 
 // Close stops accepting calls, ends subscriptions, waits for in-flight
 // calls (up to 5 s), flushes and closes the store. It is idempotent.

@@ -3,6 +3,8 @@ package esdbserver
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"io"
 	"log/slog"
 	"os"
@@ -13,9 +15,13 @@ import (
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/gossip"
+	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -394,4 +400,65 @@ func TestCloseEndsSubscriptions(t *testing.T) {
 		t.Fatal("Close did not end the subscriptions in time")
 	}
 	wg.Wait()
+}
+
+// A discover connection string goes through Gossip.Read to this node.
+func TestDiscoverConnectionString(t *testing.T) {
+	srv := start(t, t.TempDir(), nil)
+	c := newClient(t, "esdb+discover://"+srv.Addr()+"?tls=false")
+	ctx := context.Background()
+	ev := esdb.EventData{EventType: "T", ContentType: esdb.ContentTypeJson, Data: []byte(`{}`)}
+	if _, err := c.AppendToStream(ctx, "d", esdb.AppendToStreamOptions{ExpectedRevision: esdb.NoStream{}}, ev); err != nil {
+		t.Fatalf("append through discovery: %v", err)
+	}
+	conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	info, err := gossip.NewGossipClient(conn).Read(ctx, &shared.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(srv.Addr())
+	if m := info.GetMembers(); len(m) != 1 || m[0].GetState() != gossip.MemberInfo_Leader || !m[0].GetIsAlive() ||
+		m[0].GetHttpEndPoint().GetAddress() != host || fmt.Sprint(m[0].GetHttpEndPoint().GetPort()) != port ||
+		m[0].GetTimeStamp() <= 0 {
+		t.Errorf("gossip = %v, want this node as the one alive leader", info)
+	}
+}
+
+// Writes to the metastream of a tombstoned stream fail as stream-deleted.
+func TestTombstonedStreamMetastream(t *testing.T) {
+	srv := start(t, t.TempDir(), nil)
+	c := newClient(t, srv.URL())
+	ctx := context.Background()
+	if _, err := c.TombstoneStream(ctx, "gone", esdb.TombstoneStreamOptions{ExpectedRevision: esdb.Any{}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.SetStreamMetadata(ctx, "gone", esdb.AppendToStreamOptions{}, esdb.StreamMetadata{})
+	if !isCode(err, esdb.ErrorCodeStreamDeleted) {
+		t.Errorf("metadata write: %v, want stream deleted", err)
+	}
+	_, err = c.GetStreamMetadata(ctx, "gone", esdb.ReadStreamOptions{})
+	if !isCode(err, esdb.ErrorCodeStreamDeleted) {
+		t.Errorf("metadata read: %v, want stream deleted", err)
+	}
+}
+
+func TestURLOnWildcardListen(t *testing.T) {
+	s, err := Start(context.Background(), Config{Listen: "0.0.0.0:0", DataDir: t.TempDir()})
+	if err != nil {
+		t.Skipf("cannot listen on all interfaces here: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	_, port, _ := net.SplitHostPort(s.Addr())
+	if want := "esdb://127.0.0.1:" + port + "?tls=false"; s.URL() != want {
+		t.Errorf("URL = %s, want %s", s.URL(), want)
+	}
+	c := newClient(t, s.URL())
+	ev := esdb.EventData{EventType: "T", ContentType: esdb.ContentTypeJson, Data: []byte(`{}`)}
+	if _, err := c.AppendToStream(context.Background(), "w", esdb.AppendToStreamOptions{}, ev); err != nil {
+		t.Fatal(err)
+	}
 }
