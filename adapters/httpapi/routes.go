@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -11,12 +12,20 @@ import (
 	"github.com/larkhq/lark/domain/payload"
 )
 
+// MaxIdempotencyKeyBytes bounds the Idempotency-Key header.
+const MaxIdempotencyKeyBytes = 255
+
 func (a *api) send(c echo.Context, events []payload.Object) ([]ingest.Result, error) {
 	p := principal(c)
+	key := c.Request().Header.Get("Idempotency-Key")
+	if len(key) > MaxIdempotencyKeyBytes || !utf8.ValidString(key) {
+		return nil, failure.Field(failure.InvalidValue, "Idempotency-Key",
+			"Idempotency-Key must be UTF-8 text of at most %d bytes", MaxIdempotencyKeyBytes)
+	}
 	return a.SendFunc(c.Request().Context(), ingest.Request{
 		WorkspaceID:    p.WorkspaceID,
 		EventLimit:     p.EventLimit,
-		IdempotencyKey: c.Request().Header.Get("Idempotency-Key"),
+		IdempotencyKey: key,
 		Events:         events,
 	})
 }

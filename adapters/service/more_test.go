@@ -43,6 +43,13 @@ func TestIdempotencyKey(t *testing.T) {
 	if got := e.streamCount(); got != 4 {
 		t.Errorf("used = %d, want 4 (k1, k2, two of kb)", got)
 	}
+	long := make([]byte, 256)
+	for i := range long {
+		long[i] = 'k'
+	}
+	if r := e.do("POST", "/v1/events", e.key, event("a@b.c", "x"), "Idempotency-Key", string(long)); r.Status != 400 || r.errField() != "Idempotency-Key" {
+		t.Errorf("over-long key: %d %s", r.Status, r.Raw)
+	}
 	// Keys are per workspace.
 	e2 := otherWorkspace(t, e)
 	o := e2.do("POST", "/v1/events", e2.key, event("a@b.c", "x"), "Idempotency-Key", "k1")
