@@ -265,12 +265,13 @@ func (s *Service) sweep(ctx context.Context) error {
 // Handler is the whole HTTP API, including /healthz, /readyz and /metrics.
 func (s *Service) Handler() http.Handler { return s.handler }
 
-// CreateWorkspace creates a workspace (eventLimit <= 0 means the default)
+// CreateWorkspace creates a workspace (a negative eventLimit means the
+// default; 0 is a workspace that may send no events)
 // and returns its id and first API key. It answers once the auth read model
 // knows the workspace: a running lark serve's projection, or, if none runs,
 // this call applies the projection itself.
 func (s *Service) CreateWorkspace(ctx context.Context, name string, eventLimit int64) (string, string, error) {
-	if eventLimit <= 0 {
+	if eventLimit < 0 {
 		eventLimit = s.cfg.DefaultEventLimit
 	}
 	return s.ws.Create(ctx, name, eventLimit)
