@@ -129,6 +129,7 @@ func (x *streamsService) subscribeStream(st streams.Streams_ReadServer, o *strea
 				var over bool
 				buf, over = q.take(buf)
 				if over {
+					x.srv.log.Debug("stream subscriber fell behind; catching up from storage", "stream", stream, "at", cursorPos)
 					return nil // fall back to catch-up
 				}
 				if !caughtUp {
@@ -255,6 +256,7 @@ func (x *streamsService) subscribeAll(st streams.Streams_ReadServer, o *streams.
 				var over bool
 				buf, over = q.take(buf)
 				if over {
+					x.srv.log.Debug("$all subscriber fell behind; catching up from storage", "at", cursor)
 					return nil
 				}
 				if !caughtUp {
