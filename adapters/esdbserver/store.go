@@ -20,7 +20,7 @@ import (
 const (
 	maxGroupRequests = 1024
 	maxGroupBytes    = 8 << 20
-	headCacheSize    = 100_000
+	headCacheSize    = 1 << 16  // stream heads (~350 bytes each with the id filter)
 	cacheSize        = 64 << 20 // Pebble block cache
 )
 
