@@ -66,6 +66,11 @@ type Deps struct {
 	// MaxEventBytes bounds single-event and other bodies; MaxBatchBytes
 	// bounds POST /v1/events/batch.
 	MaxEventBytes, MaxBatchBytes int64
+	// BenchRoutes adds POST /v1/_bench/noop: the same middleware as
+	// POST /v1/events (auth, body limit, metrics, logs) and a handler that
+	// stores nothing, so `make bench` can measure the HTTP ceiling of the
+	// machine in the same run as the real route. Off unless LARK_BENCH_ROUTES=1.
+	BenchRoutes bool
 }
 
 type api struct {
@@ -129,6 +134,9 @@ func New(d Deps) (http.Handler, error) {
 	v1.DELETE("/api-keys/:id", a.revokeKey)
 	a.automationRoutes(v1)
 	a.explainRoutes(v1)
+	if d.BenchRoutes {
+		v1.POST("/_bench/noop", a.benchNoop, a.jsonBody(func() int64 { return a.MaxEventBytes }))
+	}
 	return e, nil
 }
 
@@ -261,4 +269,10 @@ func pathParam(c echo.Context, name string) string {
 		return u
 	}
 	return v
+}
+
+// benchNoop answers like POST /v1/events without looking at the body.
+func (a *api) benchNoop(c echo.Context) error {
+	_ = body(c)
+	return data(c, http.StatusOK, map[string]any{"queued": true, "id": "00000000-0000-0000-0000-000000000000"})
 }

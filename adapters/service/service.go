@@ -55,6 +55,9 @@ type Config struct {
 	ESDBCallTimeout time.Duration
 
 	Automation AutomationConfig
+
+	// BenchRoutes adds the no-op route `make bench` measures (LARK_BENCH_ROUTES=1).
+	BenchRoutes bool
 }
 
 // AutomationConfig configures the automation side (automations.go).
@@ -204,6 +207,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		Limits:            limits,
 		MaxEventBytes:     cfg.MaxEventBytes,
 		MaxBatchBytes:     cfg.MaxBatchBytes,
+		BenchRoutes:       cfg.BenchRoutes,
 	})
 	if err != nil {
 		return nil, err

@@ -21,6 +21,7 @@ type config struct {
 	MaxEventBytes     int64  // LARK_MAX_EVENT_BYTES; default 256 KiB
 	MaxBatchBytes     int64  // LARK_MAX_BATCH_BYTES; default 5 MiB
 	LogLevel          slog.Level
+	BenchRoutes       bool // LARK_BENCH_ROUTES=1: the no-op route of `make bench`
 }
 
 func loadConfig() (config, error) {
@@ -32,6 +33,7 @@ func loadConfig() (config, error) {
 		SMTPURL:     os.Getenv("LARK_SMTP_URL"),
 		MailFrom:    os.Getenv("LARK_MAIL_FROM"),
 	}
+	c.BenchRoutes = os.Getenv("LARK_BENCH_ROUTES") == "1"
 	var err error
 	if c.DefaultEventLimit, err = envInt("LARK_DEFAULT_EVENT_LIMIT", 10000); err != nil {
 		return c, err

@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
@@ -117,7 +119,7 @@ func openApp(ctx context.Context, cfg config, logger *slog.Logger, reg *promethe
 		return nil, err
 	}
 	a := &app{ep: ep}
-	if a.pool, err = postgres.Connect(ctx, ep.DatabaseURL); err != nil {
+	if a.pool, err = postgres.Connect(ctx, withPoolSize(ep.DatabaseURL, 16)); err != nil {
 		a.Close()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
@@ -140,6 +142,7 @@ func openApp(ctx context.Context, cfg config, logger *slog.Logger, reg *promethe
 		DefaultEventLimit: cfg.DefaultEventLimit,
 		MaxEventBytes:     cfg.MaxEventBytes,
 		MaxBatchBytes:     cfg.MaxBatchBytes,
+		BenchRoutes:       cfg.BenchRoutes,
 		Automation: service.AutomationConfig{
 			SMTPURL:  cfg.SMTPURL,
 			MailFrom: cfg.MailFrom,
@@ -193,4 +196,20 @@ func clientLogger(logger *slog.Logger) esdb.LoggingFunc {
 		}
 		logger.Log(context.Background(), l, fmt.Sprintf(format, args...))
 	}
+}
+
+// withPoolSize sets pgx's pool_max_conns unless the URL already does: the
+// default (4 on 2 cores) starves contact, key and idempotency writes under
+// load. Projection locks and LISTEN use connections of their own.
+func withPoolSize(dbURL string, n int) string {
+	u, err := url.Parse(dbURL)
+	if err != nil || u.Scheme == "" {
+		return dbURL // a key=value DSN: leave it as the operator wrote it
+	}
+	q := u.Query()
+	if q.Get("pool_max_conns") == "" {
+		q.Set("pool_max_conns", strconv.Itoa(n))
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
 }
