@@ -197,7 +197,8 @@ func (x *streamsService) subscribeAll(st streams.Streams_ReadServer, o *streams.
 		fromEnd = true
 	}
 	es := newSender(st, s, o)
-	var considered, lastCheckpoint uint64
+	// Checkpoints strictly increase from the start position.
+	considered, lastCheckpoint := uint64(0), cursor
 	// consider handles one event: delivers it if it matches and sends a
 	// checkpoint every filter.interval considered events.
 	consider := func(r *record) error {
@@ -226,7 +227,7 @@ func (x *streamsService) subscribeAll(st streams.Streams_ReadServer, o *streams.
 		err := func() error {
 			defer s.hub.unregister(q)
 			if fromEnd {
-				cursor, fromEnd = top, false
+				cursor, lastCheckpoint, fromEnd = top, top, false
 			}
 			for cursor < top {
 				if err := x.ended(st); err != nil {
@@ -244,7 +245,7 @@ func (x *streamsService) subscribeAll(st streams.Streams_ReadServer, o *streams.
 					cursor = top
 				}
 			}
-			if filter != nil && top > lastCheckpoint && top > 0 {
+			if filter != nil && cursor == top && top > lastCheckpoint {
 				lastCheckpoint = top
 				if err := checkpoint(st, top); err != nil {
 					return err
