@@ -210,13 +210,14 @@ func (s *store) close() error {
 // write queues r for the writer and waits for its result.
 func (s *store) write(r *writeReq) writeResult {
 	r.done = make(chan writeResult, 1)
-	if err := s.precheck(r); err != nil {
-		return writeResult{kind: resError, err: err}
-	}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
 		return writeResult{kind: resError, err: errClosed}
+	}
+	if err := s.precheck(r); err != nil {
+		s.mu.RUnlock()
+		return writeResult{kind: resError, err: err}
 	}
 	s.reqs <- r
 	s.mu.RUnlock()
