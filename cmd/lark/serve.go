@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
@@ -184,17 +185,21 @@ func newESDBClient(url string, logger *slog.Logger) (*esdb.Client, error) {
 }
 
 // clientLogger routes the official client's log lines into our structured
-// log; its discovery chatter (info and debug) goes to debug.
+// log; its discovery chatter (info and debug) goes to debug, and so do the
+// "subscription dropped: context canceled" errors it logs whenever we end a
+// subscription on purpose (projections resubscribe when idle).
 func clientLogger(logger *slog.Logger) esdb.LoggingFunc {
 	return func(level esdb.LogLevel, format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
 		l := slog.LevelDebug
-		switch level {
-		case esdb.LogWarn:
+		switch {
+		case strings.Contains(msg, "context canceled"):
+		case level == esdb.LogWarn:
 			l = slog.LevelWarn
-		case esdb.LogError:
+		case level == esdb.LogError:
 			l = slog.LevelError
 		}
-		logger.Log(context.Background(), l, fmt.Sprintf(format, args...))
+		logger.Log(context.Background(), l, msg)
 	}
 }
 
