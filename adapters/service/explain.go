@@ -6,6 +6,7 @@ import (
 	"github.com/larkhq/lark/adapters/esdb"
 	"github.com/larkhq/lark/adapters/httpapi"
 	"github.com/larkhq/lark/adapters/liquid"
+	"github.com/larkhq/lark/adapters/postgres"
 	"github.com/larkhq/lark/commands/runs"
 	domexplain "github.com/larkhq/lark/domain/explain"
 	"github.com/larkhq/lark/domain/run"
@@ -15,6 +16,7 @@ import (
 	contactsrm "github.com/larkhq/lark/projections/contacts"
 	"github.com/larkhq/lark/projections/events"
 	"github.com/larkhq/lark/projections/explain"
+	"github.com/larkhq/lark/projections/replay"
 	runsrm "github.com/larkhq/lark/projections/runs"
 	"github.com/larkhq/lark/projections/usage"
 )
@@ -88,3 +90,23 @@ type managerView struct{ *runs.Manager }
 
 // Prefixes implements projections.Projection.
 func (managerView) Prefixes() []string { return []string{esdb.Prefix(esdb.CategoryAutomation)} }
+
+// Replay rebuilds every read model from the event store into a scratch
+// schema of the service's database and compares it with the live one
+// (`lark replay`); o's Pool, Source, Projections and MigrateFunc are filled
+// in when empty.
+func (s *Service) Replay(ctx context.Context, o replay.Options) (replay.Report, error) {
+	if o.Pool == nil {
+		o.Pool = s.cfg.Pool
+	}
+	if o.Source == nil {
+		o.Source = s.store
+	}
+	if o.Projections == nil {
+		o.Projections = ReadModels()
+	}
+	if o.MigrateFunc == nil {
+		o.MigrateFunc = postgres.Migrate
+	}
+	return replay.Run(ctx, o)
+}
