@@ -24,6 +24,11 @@ Usage:
   lark workspace create --name NAME [--event-limit N]
                                                create a workspace; prints JSON with its first API key
   lark migrate                                 apply Postgres migrations
+  lark explain event ID [--json]               why an event fired what it fired (SPEC §2.6)
+  lark explain run ID [--json]                 a run's steps, replayed and verified
+  lark replay [--keep] [--schema NAME] [--json] [--quiet]
+                                               rebuild every read model into a scratch schema and
+                                               compare with the live one (exit 1 when they differ)
   lark version
 
 Configuration (environment): LARK_ESDB_URL, LARK_DATABASE_URL, LARK_DATA_DIR,
@@ -73,6 +78,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdWorkspaceCreate(ctx, args[2:], stdout, stderr)
 	case "migrate":
 		return cmdMigrate(ctx, args[1:], stdout, stderr)
+	case "explain":
+		return cmdExplain(ctx, args[1:], stdout, stderr)
+	case "replay":
+		return cmdReplay(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version)
 		return nil
