@@ -355,15 +355,34 @@ func (x *streamsService) readAll(st streams.Streams_ReadServer, o *streams.ReadR
 	}
 	es := newSender(st, s, o)
 	sent := uint64(0)
-	err := s.scanAll(lo, hi, backwards, func(r *record) (bool, error) {
-		if !filter.match(r) {
-			return true, nil
+	// Page through the log so that no iterator stays open for long.
+	for lo <= hi && sent < count {
+		n, last := 0, uint64(0)
+		err := s.scanAll(lo, hi, backwards, func(r *record) (bool, error) {
+			n++
+			last = r.pos
+			if filter.match(r) {
+				if err := es.send(r); err != nil {
+					return false, err
+				}
+				sent++
+			}
+			return sent < count && n < pageSize, nil
+		})
+		if err != nil {
+			return sendErr(err)
 		}
-		if err := es.send(r); err != nil {
-			return false, err
+		if n < pageSize {
+			break
 		}
-		sent++
-		return sent < count, nil
-	})
-	return sendErr(err)
+		if backwards {
+			if last <= lo {
+				break
+			}
+			hi = last - 1
+		} else {
+			lo = last + 1
+		}
+	}
+	return nil
 }
