@@ -358,7 +358,7 @@ func rebuild(ctx context.Context, o Options, scratch *pgxpool.Pool, stops map[st
 	if o.Progress != nil {
 		bar = progressbar.NewOptions64(int64(maxStop.Commit), progressbar.OptionSetWriter(o.Progress),
 			progressbar.OptionSetDescription("replaying $all"), progressbar.OptionShowCount(),
-			progressbar.OptionSetItsString("bytes of $all"), progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionSetItsString("$all position"), progressbar.OptionThrottle(100*time.Millisecond),
 			progressbar.OptionOnCompletion(func() { fmt.Fprintln(o.Progress) }))
 	}
 	var read int64
