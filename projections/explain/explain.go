@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
@@ -66,13 +67,22 @@ func (x *Explainer) GetEvent(ctx context.Context, ws, id string) (events.Event, 
 	q := events.Queries{DB: x.DB}
 	e, err := q.Get(ctx, ws, id)
 	if isNotFound(err) && x.CatchUpEventsFunc != nil {
-		if err := x.CatchUpEventsFunc(ctx); err != nil {
-			return events.Event{}, fmt.Errorf("catch up the events read model: %w", err)
+		// Bounded: an id that was never stored must answer 404 promptly
+		// even if the read model cannot prove it has reached the head.
+		cctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+		cerr := x.CatchUpEventsFunc(cctx)
+		cancel()
+		if cerr != nil && (ctx.Err() != nil || !errors.Is(cerr, context.DeadlineExceeded)) {
+			return events.Event{}, fmt.Errorf("catch up the events read model: %w", cerr)
 		}
 		e, err = q.Get(ctx, ws, id)
 	}
 	return e, err
 }
+
+// catchUpTimeout bounds the wait for the events read model when an id is
+// not found.
+const catchUpTimeout = 2 * time.Second
 
 func isNotFound(err error) bool {
 	var fe *failure.Error
