@@ -165,6 +165,7 @@ func (featuresService) GetSupportedMethods(context.Context, *shared.Empty) (*ser
 			{ServiceName: svc, MethodName: "delete"},
 			{ServiceName: svc, MethodName: "tombstone"},
 			{ServiceName: "event_store.client.server_features.serverfeatures", MethodName: "getsupportedmethods"},
+			{ServiceName: "event_store.client.gossip.gossip", MethodName: "read"},
 		},
 	}, nil
 }
