@@ -1,7 +1,3 @@
-// Package esdbserver is an embedded, single-node event store that speaks
-// EventStoreDB's gRPC protocol (ServerFeatures, Gossip and Streams: Read,
-// Append, Delete, Tombstone) well enough for the official Go client, storing events
-// durably in Pebble. See /shared/ESDB-PROTOCOL.md for the behaviour.
 package esdbserver
 
 import (
