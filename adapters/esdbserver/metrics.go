@@ -14,6 +14,7 @@ type metrics struct {
 	commitTime   prometheus.Histogram
 	groupSize    prometheus.Histogram
 	subs         prometheus.Gauge
+	fallbacks    prometheus.Counter
 	bytesWritten prometheus.Counter
 }
 
@@ -44,12 +45,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "lark_esdb_active_subscriptions",
 			Help: "Open catch-up subscriptions.",
 		}),
+		fallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lark_esdb_subscription_fallbacks_total",
+			Help: "Times a subscriber fell more than 32 live events behind and returned to catching up from storage.",
+		}),
 		bytesWritten: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "lark_esdb_bytes_written_total",
 			Help: "Bytes of committed write batches.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.appends, m.events, m.commitTime, m.groupSize, m.subs, m.bytesWritten} {
+	for _, c := range []prometheus.Collector{m.appends, m.events, m.commitTime, m.groupSize, m.subs, m.fallbacks, m.bytesWritten} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -95,4 +100,11 @@ func (m *metrics) subscription(delta float64) {
 		return
 	}
 	m.subs.Add(delta)
+}
+
+func (m *metrics) fallback() {
+	if m == nil {
+		return
+	}
+	m.fallbacks.Inc()
 }

@@ -130,6 +130,7 @@ func (x *streamsService) subscribeStream(st streams.Streams_ReadServer, o *strea
 				buf, over = q.take(buf)
 				if over {
 					x.srv.log.Debug("stream subscriber fell behind; catching up from storage", "stream", stream, "at", cursorPos)
+					x.srv.met.fallback()
 					return nil // fall back to catch-up
 				}
 				if !caughtUp {
@@ -258,6 +259,7 @@ func (x *streamsService) subscribeAll(st streams.Streams_ReadServer, o *streams.
 				buf, over = q.take(buf)
 				if over {
 					x.srv.log.Debug("$all subscriber fell behind; catching up from storage", "at", cursor)
+					x.srv.met.fallback()
 					return nil
 				}
 				if !caughtUp {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Checkpoints of a filtered $all subscription lie strictly after its start
@@ -68,5 +69,46 @@ func TestFilteredCheckpointsAfterStart(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"event Wanted", "checkpoint"}, log); diff != "" {
 		t.Errorf("live messages (-want +got):\n%s", diff)
+	}
+}
+
+// A subscriber that does not read while many commits happen falls behind,
+// returns to catching up from storage, and still gets every event once, in
+// order.
+func TestSlowSubscriberFallsBackWithoutLoss(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	srv := start(t, t.TempDir(), reg)
+	c := newClient(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sub, err := c.SubscribeToStream(ctx, "slow", esdb.SubscribeToStreamOptions{From: esdb.Start{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if ev := sub.Recv(); ev.CaughtUp == nil {
+		t.Fatalf("first message %+v, want caught up", ev)
+	}
+	const n = 300
+	big := esdb.EventData{EventType: "T", ContentType: esdb.ContentTypeBinary, Data: make([]byte, 16<<10)}
+	for range n {
+		if _, err := c.AppendToStream(ctx, "slow", esdb.AppendToStreamOptions{}, big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for want := uint64(0); want < n; {
+		ev := sub.Recv()
+		switch {
+		case ev.SubscriptionDropped != nil:
+			t.Fatalf("dropped: %v", ev.SubscriptionDropped.Error)
+		case ev.EventAppeared != nil:
+			if got := ev.EventAppeared.Event.EventNumber; got != want {
+				t.Fatalf("event %d delivered where %d was due", got, want)
+			}
+			want++
+		}
+	}
+	if got := counter(t, reg, "lark_esdb_subscription_fallbacks_total", ""); got < 1 {
+		t.Errorf("fallbacks = %v, want at least 1 (the subscriber never fell behind)", got)
 	}
 }
