@@ -58,6 +58,8 @@ type Deps struct {
 	AutomationDeps
 	// ExplainDeps serve SPEC §2.6 and GET /v1/events/{id} (explain.go).
 	ExplainDeps
+	// AnalyticsDeps serve SPEC §2.7 (analytics.go).
+	AnalyticsDeps
 
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
@@ -134,6 +136,7 @@ func New(d Deps) (http.Handler, error) {
 	v1.DELETE("/api-keys/:id", a.revokeKey)
 	a.automationRoutes(v1)
 	a.explainRoutes(v1)
+	a.analyticsRoutes(v1)
 	if d.BenchRoutes {
 		v1.POST("/_bench/noop", a.benchNoop, a.jsonBody(func() int64 { return a.MaxEventBytes }))
 	}

@@ -189,6 +189,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s.handler, err = httpapi.New(httpapi.Deps{
 		AutomationDeps:    s.auto.deps,
 		ExplainDeps:       s.expl.deps,
+		AnalyticsDeps:     newAnalyticsDeps(cfg, store, db, s.expl.eventsRun, s.auto.runsRun),
 		AuthenticateFunc:  s.authn.Authenticate,
 		SendFunc:          ih.Send,
 		UsageFunc:         s.usage,
