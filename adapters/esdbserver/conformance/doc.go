@@ -10,7 +10,4 @@
 // EventStoreDB/KurrentDB node: every test writes to fresh, uuid-suffixed
 // streams and tolerates foreign events in $all; tests that need the embedded
 // server (the crash test, exact $all counts) skip with a reason.
-//
-// Failures that are the server's fault are recorded in FAILURES.md next to
-// this file.
 package conformance
