@@ -534,8 +534,7 @@ func fromResolved(ev *kdb.ResolvedEvent) (Recorded, error) {
 		Data:     e.Data,
 	}
 	if len(e.UserMetadata) > 0 {
-		var meta map[string]string
-		if err := json.Unmarshal(e.UserMetadata, &meta); err == nil {
+		if meta, err := decodeMeta(e.UserMetadata); err == nil {
 			r.Meta = meta
 			r.WorkspaceID = meta[MetaWorkspaceID]
 			r.Schema, _ = strconv.Atoi(meta[MetaSchema])

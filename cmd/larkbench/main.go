@@ -24,11 +24,15 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -37,14 +41,15 @@ func main() {
 	dur := flag.Duration("duration", 30*time.Second, "length of each measured phase")
 	clients := flag.Int("clients", 64, "concurrent clients")
 	batchClients := flag.Int("batch-clients", 8, "concurrent clients for the batch phase")
+	profDir := flag.String("profile", "", "if set, a directory where a CPU profile of lark serve is written for each phase (LARK_PPROF_ADDR)")
 	flag.Parse()
-	if err := run(*bin, *dur, *clients, *batchClients); err != nil {
+	if err := run(*bin, *dur, *clients, *batchClients, *profDir); err != nil {
 		fmt.Fprintln(os.Stderr, "larkbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin string, dur time.Duration, clients, batchClients int) error {
+func run(bin string, dur time.Duration, clients, batchClients int, profDir string) error {
 	dataDir, err := os.MkdirTemp("/var/tmp", "larkbench-")
 	if err != nil {
 		return err
@@ -62,6 +67,16 @@ func run(bin string, dur time.Duration, clients, batchClients int) error {
 		"LARK_DATA_DIR="+dataDir, "LARK_HTTP_ADDR="+addr,
 		"LARK_DEFAULT_EVENT_LIMIT=1000000000", "LARK_BENCH_ROUTES=1", "LARK_LOG_LEVEL=warn",
 		"LARK_ESDB_URL=", "LARK_DATABASE_URL=")
+	pprofAddr := ""
+	if profDir != "" {
+		if err := os.MkdirAll(profDir, 0o755); err != nil {
+			return err
+		}
+		if pprofAddr, err = freeAddr(); err != nil {
+			return err
+		}
+		cmd.Env = append(cmd.Env, "LARK_PPROF_ADDR="+pprofAddr)
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -86,7 +101,7 @@ func run(bin string, dur time.Duration, clients, batchClients int) error {
 	}
 	base := "http://" + addr
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute}, Timeout: 30 * time.Second}
-	b := &bencher{hc: hc, base: base, key: key}
+	b := &bencher{hc: hc, base: base, key: key, larkPID: cmd.Process.Pid, pgPIDFile: filepath.Join(dataDir, "postgres", "data", "postmaster.pid"), pprofAddr: pprofAddr, profDir: profDir, profDur: dur}
 
 	fmt.Printf("larkbench: %d clients, %s per phase, GOMAXPROCS of lark = all cores\n", clients, dur)
 	b.closedLoop("warm-up", "/v1/events", eventBody, clients, 3*time.Second)
@@ -97,9 +112,10 @@ func run(bin string, dur time.Duration, clients, batchClients int) error {
 	batch.events = batch.ok * 100
 
 	fmt.Println()
-	fmt.Printf("%-40s %12s %10s %10s %8s\n", "phase", "req/s", "p50 ms", "p99 ms", "errors")
+	fmt.Printf("%-40s %12s %10s %10s %8s   %s\n", "phase", "req/s", "p50 ms", "p99 ms", "errors", "CPU cores: lark / postgres / larkbench / machine")
 	for _, r := range []result{noop, ev, at70, batch} {
-		fmt.Printf("%-40s %12.0f %10.2f %10.2f %8d\n", r.name, r.perSec, ms(r.p50), ms(r.p99), r.errors)
+		fmt.Printf("%-40s %12.0f %10.2f %10.2f %8d   %.2f / %.2f / %.2f / %.2f of %d\n", r.name, r.perSec, ms(r.p50), ms(r.p99), r.errors,
+			r.cpu.lark, r.cpu.postgres, r.cpu.bench, r.cpu.machine, runtime.NumCPU())
 	}
 	fmt.Println()
 	fmt.Printf("durable events/s (single):  %.0f  (%.2f of the no-op ceiling; target >= 5000, stretch 10000)\n", ev.perSec, ev.perSec/noop.perSec)
@@ -112,6 +128,8 @@ func run(bin string, dur time.Duration, clients, batchClients int) error {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
 
 var keyRe = regexp.MustCompile(`^\s+(\S+)\s*$`)
 
@@ -164,9 +182,158 @@ type bencher struct {
 	base string
 	key  string
 	seq  atomic.Int64
+
+	larkPID   int
+	pgPIDFile string // the private cluster's postmaster.pid
+	pprofAddr string // lark serve's LARK_PPROF_ADDR, "" when not profiling
+	profDir   string
+	profDur   time.Duration
+}
+
+// cpuShare is how many cores were busy during a phase: lark serve itself
+// (with its embedded event store), its private Postgres cluster (the
+// postmaster and its backends), this load generator, and the whole machine
+// (all of these plus anything else running).
+type cpuShare struct{ lark, postgres, bench, machine float64 }
+
+type cpuSample struct {
+	at                    time.Time
+	lark, postgres, bench time.Duration
+	machineBusy, ticks    float64
+}
+
+func (b *bencher) sample() cpuSample {
+	s := cpuSample{at: time.Now(), lark: procCPU(b.larkPID), postgres: b.postgresCPU()}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		s.bench = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	s.machineBusy, s.ticks = machineCPU()
+	return s
+}
+
+func (s cpuSample) since(prev cpuSample) cpuShare {
+	wall := s.at.Sub(prev.at).Seconds()
+	if wall <= 0 {
+		return cpuShare{}
+	}
+	c := cpuShare{lark: (s.lark - prev.lark).Seconds() / wall, bench: (s.bench - prev.bench).Seconds() / wall,
+		postgres: (s.postgres - prev.postgres).Seconds() / wall}
+	if s.ticks > prev.ticks {
+		c.machine = (s.machineBusy - prev.machineBusy) / (s.ticks - prev.ticks) * float64(runtime.NumCPU())
+	}
+	return c
+}
+
+// procCPU is a process's user+system CPU time from /proc (0 if unreadable).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) start at state.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return time.Duration((ut + st) / 100 * float64(time.Second)) // USER_HZ is 100 on Linux
+}
+
+// postgresCPU is the CPU time of the private cluster's postmaster and its
+// live children (backends that exited during a phase are not counted; the
+// pool's connections live for the whole run).
+func (b *bencher) postgresCPU() time.Duration {
+	raw, err := os.ReadFile(b.pgPIDFile)
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(raw), "\n")
+	pm, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		return 0
+	}
+	total := procCPU(pm)
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil || pid == pm {
+			continue
+		}
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(st, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(st[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pm) {
+			total += procCPU(pid)
+		}
+	}
+	return total
+}
+
+// machineCPU returns busy and total ticks of all cores from /proc/stat.
+func machineCPU() (busy, total float64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseFloat(v, 64)
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total
+}
+
+// profile fetches a CPU profile of lark serve covering the phase that is
+// about to start (when -profile is set).
+func (b *bencher) profile(name string) func() {
+	if b.pprofAddr == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	secs := max(1, int(b.profDur.Seconds())-1)
+	go func() {
+		defer close(done)
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", b.pprofAddr, secs))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "larkbench: profile:", err)
+			return
+		}
+		defer resp.Body.Close()
+		file := strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+				return r
+			}
+			return '_'
+		}, strings.ToLower(name))
+		f, err := os.Create(filepath.Join(b.profDir, file+".pprof"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "larkbench: profile:", err)
+			return
+		}
+		defer f.Close()
+		_, _ = io.Copy(f, resp.Body)
+	}()
+	return func() { <-done }
 }
 
 type result struct {
+	cpu      cpuShare
 	name     string
 	ok       int64
 	events   int64
@@ -222,6 +389,9 @@ func (b *bencher) closedLoop(name, path string, body func(int64) []byte, n int, 
 	lat := make([][]time.Duration, n)
 	var errs atomic.Int64
 	var wg sync.WaitGroup
+	stopProf := b.profile(name)
+	defer stopProf()
+	s0 := b.sample()
 	start := time.Now()
 	for i := range n {
 		wg.Add(1)
@@ -238,7 +408,8 @@ func (b *bencher) closedLoop(name, path string, body func(int64) []byte, n int, 
 		}()
 	}
 	wg.Wait()
-	return summarise(name, lat, errs.Load(), time.Since(start))
+	cpu := b.sample().since(s0)
+	return summarise(name, lat, errs.Load(), time.Since(start), cpu)
 }
 
 // openLoop sends requests at a fixed rate whatever the answers' pace, so
@@ -252,6 +423,9 @@ func (b *bencher) openLoop(name, path string, body func(int64) []byte, rate floa
 	var lat []time.Duration
 	var errs atomic.Int64
 	var wg sync.WaitGroup
+	stopProf := b.profile(name)
+	defer stopProf()
+	s0 := b.sample()
 	start := time.Now()
 	sem := make(chan struct{}, 4096)
 	for next := start; time.Since(start) < dur; next = next.Add(interval) {
@@ -275,20 +449,21 @@ func (b *bencher) openLoop(name, path string, body func(int64) []byte, rate floa
 		}(next)
 	}
 	wg.Wait()
-	r := summarise(name, [][]time.Duration{lat}, errs.Load(), time.Since(start))
-	return r
+	cpu := b.sample().since(s0)
+	return summarise(name, [][]time.Duration{lat}, errs.Load(), time.Since(start), cpu)
 }
 
-func summarise(name string, lat [][]time.Duration, errs int64, elapsed time.Duration) result {
+func summarise(name string, lat [][]time.Duration, errs int64, elapsed time.Duration, cpu cpuShare) result {
 	all := slices.Concat(lat...)
 	slices.Sort(all)
-	r := result{name: name, ok: int64(len(all)), errors: errs, elapsed: elapsed}
+	r := result{name: name, ok: int64(len(all)), errors: errs, elapsed: elapsed, cpu: cpu}
 	r.perSec = float64(r.ok) / elapsed.Seconds()
 	if len(all) > 0 {
 		r.p50 = all[len(all)*50/100]
 		r.p99 = all[min(len(all)-1, len(all)*99/100)]
 	}
-	out, _ := json.Marshal(map[string]any{"phase": name, "ok": r.ok, "errors": errs, "per_sec": int64(r.perSec), "p50_ms": ms(r.p50), "p99_ms": ms(r.p99)})
+	out, _ := json.Marshal(map[string]any{"phase": name, "ok": r.ok, "errors": errs, "per_sec": int64(r.perSec), "p50_ms": ms(r.p50), "p99_ms": ms(r.p99),
+		"cpu_lark": round2(cpu.lark), "cpu_postgres": round2(cpu.postgres), "cpu_larkbench": round2(cpu.bench), "cpu_machine": round2(cpu.machine)})
 	fmt.Println(string(out))
 	return r
 }
