@@ -22,6 +22,9 @@ type config struct {
 	MaxBatchBytes     int64  // LARK_MAX_BATCH_BYTES; default 5 MiB
 	LogLevel          slog.Level
 	BenchRoutes       bool // LARK_BENCH_ROUTES=1: the no-op route of `make bench`
+	// PprofAddr is LARK_PPROF_ADDR: when set (e.g. 127.0.0.1:6060), serve
+	// net/http/pprof there, on its own listener, never on the API's.
+	PprofAddr string
 }
 
 func loadConfig() (config, error) {
@@ -34,6 +37,7 @@ func loadConfig() (config, error) {
 		MailFrom:    os.Getenv("LARK_MAIL_FROM"),
 	}
 	c.BenchRoutes = os.Getenv("LARK_BENCH_ROUTES") == "1"
+	c.PprofAddr = strings.TrimSpace(os.Getenv("LARK_PPROF_ADDR"))
 	var err error
 	if c.DefaultEventLimit, err = envInt("LARK_DEFAULT_EVENT_LIMIT", 10000); err != nil {
 		return c, err

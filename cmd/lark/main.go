@@ -33,7 +33,9 @@ Usage:
 
 Configuration (environment): LARK_ESDB_URL, LARK_DATABASE_URL, LARK_DATA_DIR,
 LARK_HTTP_ADDR, LARK_SMTP_URL, LARK_MAIL_FROM, LARK_DEFAULT_EVENT_LIMIT,
-LARK_MAX_EVENT_BYTES, LARK_MAX_BATCH_BYTES, LARK_LOG_LEVEL. See README.md.
+LARK_MAX_EVENT_BYTES, LARK_MAX_BATCH_BYTES, LARK_LOG_LEVEL, LARK_PPROF_ADDR
+(opt-in profiler listener). lark serve runs with GOGC=400 unless GOGC is set.
+See README.md.
 `
 
 // version is stamped at build time with -ldflags "-X main.version=...".
