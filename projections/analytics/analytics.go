@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -71,7 +72,7 @@ func (q Queries) EventCounts(ctx context.Context, workspaceID string, r Range, n
 	// Index-only scan of events_analytics (workspace_id, received_at,
 	// event_name): no heap visit for the properties.
 	err := q.DB.Do(ctx, func(ctx context.Context) error {
-		rows, err := q.DB.Pool.Query(ctx, `SELECT to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, event_name, count(*)
+		rows, err := q.DB.Pool.Query(ctx, `SELECT (received_at AT TIME ZONE 'UTC')::date AS day, event_name, count(*)
 			FROM events
 			WHERE workspace_id = $1 AND received_at >= $2 AND received_at < $3 AND ($4 = '' OR event_name = $4)
 			GROUP BY 1, 2 ORDER BY 1, 2`,
@@ -82,9 +83,11 @@ func (q Queries) EventCounts(ctx context.Context, workspaceID string, r Range, n
 		out.Series, out.Total = out.Series[:0], 0
 		for rows.Next() {
 			var d DayCount
-			if err := rows.Scan(&d.Date, &d.EventName, &d.Count); err != nil {
+			var day time.Time
+			if err := rows.Scan(&day, &d.EventName, &d.Count); err != nil {
 				return err
 			}
+			d.Date = day.Format(DateLayout)
 			out.Series = append(out.Series, d)
 			out.Total += d.Count
 		}
