@@ -33,7 +33,9 @@ type automationSide struct {
 	deps    httpapi.AutomationDeps
 }
 
-func newAutomationSide(cfg Config, store *esdb.Store, db *projections.DB, pm *projections.Metrics) (*automationSide, error) {
+// feed is the shared events-*/automation-* subscription (service.go) the
+// process manager follows.
+func newAutomationSide(cfg Config, store *esdb.Store, feed projections.Source, db *projections.DB, pm *projections.Metrics) (*automationSide, error) {
 	ac := cfg.Automation
 	log := cfg.Logger
 	rm, err := runs.NewMetrics(cfg.Registerer)
@@ -46,7 +48,7 @@ func newAutomationSide(cfg Config, store *esdb.Store, db *projections.DB, pm *pr
 	a.autoRun = projections.NewRunner(automationsrm.Projection{}, db, store, log, pm, cfg.Now)
 	a.runsRun = projections.NewRunner(runsrm.Projection{}, db, store, log, pm, cfg.Now)
 	a.manager = projections.NewRunner(&runs.Manager{Store: store, Decider: decider, Now: cfg.Now,
-		Policy: run.Policy{MaxEmailAttempts: ac.MaxEmailAttempts}, Logger: log, Metrics: rm}, db, store, log, pm, cfg.Now)
+		Policy: run.Policy{MaxEmailAttempts: ac.MaxEmailAttempts}, Logger: log, Metrics: rm}, db, feed, log, pm, cfg.Now)
 	a.timers = &runs.Timers{Store: store, DB: db, Decider: decider, Now: cfg.Now, Poll: ac.WorkerPoll, Logger: log, Metrics: rm}
 
 	send, err := mailTransport(ac, cfg, log)

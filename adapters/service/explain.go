@@ -29,9 +29,9 @@ type explainSide struct {
 	deps      httpapi.ExplainDeps
 }
 
-func newExplainSide(cfg Config, store *esdb.Store, db *projections.DB, pm *projections.Metrics, auto *automationSide) *explainSide {
+func newExplainSide(cfg Config, store *esdb.Store, feed projections.Source, db *projections.DB, pm *projections.Metrics, auto *automationSide) *explainSide {
 	x := &explainSide{}
-	x.eventsRun = projections.NewRunner(events.Projection{}, db, store, cfg.Logger, pm, cfg.Now)
+	x.eventsRun = projections.NewRunner(events.Projection{}, db, feed, cfg.Logger, pm, cfg.Now)
 	x.explainer = &explain.Explainer{Store: store, DB: db, Decider: run.Decider{RenderFunc: liquid.New(liquid.Config{}).Render},
 		CatchUpEventsFunc: func(ctx context.Context) error {
 			head, err := store.Head(ctx)

@@ -161,7 +161,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s.authn = auth.NewAuthenticator(db, cfg.Logger, cfg.Now)
 	s.authRun = projections.NewRunner(auth.Projection{}, db, store, cfg.Logger, pm, cfg.Now)
 	s.contRun = projections.NewRunner(contactsrm.Projection{}, db, store, cfg.Logger, pm, cfg.Now)
-	s.usageRun = projections.NewRunner(usage.Projection{}, db, store, cfg.Logger, pm, cfg.Now)
+	// The usage and events projections and the run process manager read
+	// every ingested event: they share one subscription (esdb.Feeds) so
+	// that each event is read and decoded once, not three times.
+	feed := esdb.NewFeeds(store, []string{esdb.Prefix(esdb.CategoryEvents), esdb.Prefix(esdb.CategoryAutomation)}, 0, 0)
+	s.usageRun = projections.NewRunner(usage.Projection{}, db, feed, cfg.Logger, pm, cfg.Now)
 	s.ws = &workspaces.Handler{Store: store, WaitFunc: s.authRun.WaitFor, Now: cfg.Now, ForgetFunc: s.authn.Forget}
 	ch := &contacts.Handler{Store: store, WaitFunc: s.contRun.WaitFor, Now: cfg.Now}
 	cq := contactsrm.Queries{DB: db}
@@ -181,11 +185,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.auto, err = newAutomationSide(cfg, store, db, pm)
+	s.auto, err = newAutomationSide(cfg, store, feed, db, pm)
 	if err != nil {
 		return nil, err
 	}
-	s.expl = newExplainSide(cfg, store, db, pm, s.auto)
+	s.expl = newExplainSide(cfg, store, feed, db, pm, s.auto)
 	s.handler, err = httpapi.New(httpapi.Deps{
 		AutomationDeps:    s.auto.deps,
 		ExplainDeps:       s.expl.deps,

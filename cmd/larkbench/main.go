@@ -105,9 +105,13 @@ func run(bin string, dur time.Duration, clients, batchClients int, profDir strin
 
 	fmt.Printf("larkbench: %d clients, %s per phase, GOMAXPROCS of lark = all cores\n", clients, dur)
 	b.closedLoop("warm-up", "/v1/events", eventBody, clients, 3*time.Second)
+	b.settle()
 	noop := b.closedLoop("no-op route (HTTP ceiling)", "/v1/_bench/noop", eventBody, clients, dur)
+	b.settle()
 	ev := b.closedLoop("POST /v1/events (durable)", "/v1/events", eventBody, clients, dur)
+	b.settle()
 	at70 := b.openLoop("POST /v1/events at 70% of peak", "/v1/events", eventBody, ev.perSec*0.7, dur)
+	b.settle()
 	batch := b.closedLoop("POST /v1/events/batch (100/request)", "/v1/events/batch", batchBody, batchClients, dur)
 	batch.events = batch.ok * 100
 
@@ -243,6 +247,27 @@ func procCPU(pid int) time.Duration {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return time.Duration((ut + st) / 100 * float64(time.Second)) // USER_HZ is 100 on Linux
+}
+
+// settle waits, before a phase, until lark serve has finished the work the
+// previous phase left behind (its projections and process manager catching
+// up on the events just stored): until lark and its Postgres together use
+// under a tenth of a core for a quarter second, or 60 s at most. Otherwise
+// the first seconds of a phase would measure the previous one's backlog.
+func (b *bencher) settle() {
+	start := time.Now()
+	prev := b.sample()
+	for time.Since(start) < time.Minute {
+		time.Sleep(250 * time.Millisecond)
+		cur := b.sample()
+		c := cur.since(prev)
+		prev = cur
+		if c.lark+c.postgres < 0.1 {
+			break
+		}
+	}
+	out, _ := json.Marshal(map[string]any{"settled_after_ms": time.Since(start).Milliseconds()})
+	fmt.Println(string(out))
 }
 
 // postgresCPU is the CPU time of the private cluster's postmaster and its
@@ -421,6 +446,7 @@ func (b *bencher) openLoop(name, path string, body func(int64) []byte, rate floa
 	interval := time.Duration(float64(time.Second) / rate)
 	var mu sync.Mutex
 	var lat []time.Duration
+	bySecond := make([][]time.Duration, int(dur/time.Second)+2)
 	var errs atomic.Int64
 	var wg sync.WaitGroup
 	stopProf := b.profile(name)
@@ -445,11 +471,25 @@ func (b *bencher) openLoop(name, path string, body func(int64) []byte, rate floa
 			}
 			mu.Lock()
 			lat = append(lat, d)
+			if i := int(sched.Sub(start) / time.Second); i < len(bySecond) {
+				bySecond[i] = append(bySecond[i], d)
+			}
 			mu.Unlock()
 		}(next)
 	}
 	wg.Wait()
 	cpu := b.sample().since(s0)
+	// Where the tail comes from: the p99 of the requests scheduled in each
+	// second of the phase (a stall shows as one bad second).
+	var perSec []float64
+	for _, l := range bySecond {
+		if len(l) > 0 {
+			slices.Sort(l)
+			perSec = append(perSec, round2(ms(l[min(len(l)-1, len(l)*99/100)])))
+		}
+	}
+	out, _ := json.Marshal(map[string]any{"phase": name, "p99_ms_by_second": perSec})
+	fmt.Println(string(out))
 	return summarise(name, [][]time.Duration{lat}, errs.Load(), time.Since(start), cpu)
 }
 
@@ -462,7 +502,12 @@ func summarise(name string, lat [][]time.Duration, errs int64, elapsed time.Dura
 		r.p50 = all[len(all)*50/100]
 		r.p99 = all[min(len(all)-1, len(all)*99/100)]
 	}
+	var p999, worst time.Duration
+	if len(all) > 0 {
+		p999, worst = all[min(len(all)-1, len(all)*999/1000)], all[len(all)-1]
+	}
 	out, _ := json.Marshal(map[string]any{"phase": name, "ok": r.ok, "errors": errs, "per_sec": int64(r.perSec), "p50_ms": ms(r.p50), "p99_ms": ms(r.p99),
+		"p999_ms": ms(p999), "max_ms": ms(worst),
 		"cpu_lark": round2(cpu.lark), "cpu_postgres": round2(cpu.postgres), "cpu_larkbench": round2(cpu.bench), "cpu_machine": round2(cpu.machine)})
 	fmt.Println(string(out))
 	return r
