@@ -50,7 +50,7 @@ type Feeds struct {
 }
 
 // DefaultFeedWindow is the number of messages a feed keeps for followers.
-const DefaultFeedWindow = 16384
+const DefaultFeedWindow = 1 << 16
 
 // NewFeeds builds Feeds over up sharing a subscription to prefixes;
 // window <= 0 means DefaultFeedWindow and idle <= 0 one second.
