@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -34,6 +35,10 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 func main() {
@@ -249,6 +254,106 @@ func procCPU(pid int) time.Duration {
 	return time.Duration((ut + st) / 100 * float64(time.Second)) // USER_HZ is 100 on Linux
 }
 
+// scrape reads lark serve's /metrics (nil on failure).
+func (b *bencher) scrape() map[string]*dto.MetricFamily {
+	resp, err := b.hc.Get(b.base + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mf, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil
+	}
+	return mf
+}
+
+// serverSide prints what lark itself saw during a phase, from the
+// difference of two scrapes of its histograms: the route's latency inside
+// the server (from the request's arrival at the handler to its answer), the
+// embedded event store's group commit time (with fsync), and the events
+// per ingest append. A tail the client sees but the server does not comes
+// from outside the handler: the generator, the kernel, CPU contention.
+func serverSide(name, route string, before, after map[string]*dto.MetricFamily) {
+	if before == nil || after == nil {
+		return
+	}
+	out := map[string]any{"phase": name}
+	q := func(key, family string, match func(*dto.Metric) bool, scale float64) {
+		b, a := bucketsOf(before[family], match), bucketsOf(after[family], match)
+		if a == nil {
+			return
+		}
+		var total float64
+		for i := range a {
+			if b != nil {
+				a[i].count -= b[i].count
+			}
+		}
+		total = a[len(a)-1].count
+		if total <= 0 {
+			return
+		}
+		at := func(f float64) float64 {
+			for _, x := range a {
+				if x.count >= f*total {
+					return round2(x.le * scale)
+				}
+			}
+			return -1
+		}
+		out[key+"_count"] = int64(total)
+		out[key+"_p50_le"] = at(0.5)
+		out[key+"_p99_le"] = at(0.99)
+	}
+	q("server_ms", "lark_http_request_duration_seconds", func(m *dto.Metric) bool {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "route" && l.GetValue() != route {
+				return false
+			}
+			if l.GetName() == "status" && l.GetValue() != "200" {
+				return false
+			}
+		}
+		return true
+	}, 1000)
+	q("esdb_commit_ms", "lark_esdb_commit_seconds", nil, 1000)
+	q("append_events", "lark_ingest_append_events", nil, 1)
+	j, _ := json.Marshal(out)
+	fmt.Println(string(j))
+}
+
+type bucket struct{ le, count float64 }
+
+// bucketsOf sums the cumulative buckets of the family's histograms that
+// match (all when match is nil); the last bucket is +Inf.
+func bucketsOf(mf *dto.MetricFamily, match func(*dto.Metric) bool) []bucket {
+	if mf == nil {
+		return nil
+	}
+	var out []bucket
+	for _, m := range mf.GetMetric() {
+		h := m.GetHistogram()
+		if h == nil || (match != nil && !match(m)) {
+			continue
+		}
+		if out == nil {
+			for _, bk := range h.GetBucket() {
+				out = append(out, bucket{le: bk.GetUpperBound()})
+			}
+			out = append(out, bucket{le: math.Inf(1)})
+		}
+		for i, bk := range h.GetBucket() {
+			if i < len(out)-1 {
+				out[i].count += float64(bk.GetCumulativeCount())
+			}
+		}
+		out[len(out)-1].count += float64(h.GetSampleCount())
+	}
+	return out
+}
+
 // settle waits, before a phase, until lark serve has finished the work the
 // previous phase left behind (its projections and process manager catching
 // up on the events just stored): until lark and its Postgres together use
@@ -358,6 +463,7 @@ func (b *bencher) profile(name string) func() {
 }
 
 type result struct {
+	server   map[string]any // server-side figures of the phase from lark's /metrics
 	cpu      cpuShare
 	name     string
 	ok       int64
@@ -416,6 +522,7 @@ func (b *bencher) closedLoop(name, path string, body func(int64) []byte, n int, 
 	var wg sync.WaitGroup
 	stopProf := b.profile(name)
 	defer stopProf()
+	m0 := b.scrape()
 	s0 := b.sample()
 	start := time.Now()
 	for i := range n {
@@ -434,6 +541,7 @@ func (b *bencher) closedLoop(name, path string, body func(int64) []byte, n int, 
 	}
 	wg.Wait()
 	cpu := b.sample().since(s0)
+	serverSide(name, path, m0, b.scrape())
 	return summarise(name, lat, errs.Load(), time.Since(start), cpu)
 }
 
@@ -451,6 +559,7 @@ func (b *bencher) openLoop(name, path string, body func(int64) []byte, rate floa
 	var wg sync.WaitGroup
 	stopProf := b.profile(name)
 	defer stopProf()
+	m0 := b.scrape()
 	s0 := b.sample()
 	start := time.Now()
 	sem := make(chan struct{}, 4096)
@@ -479,6 +588,7 @@ func (b *bencher) openLoop(name, path string, body func(int64) []byte, rate floa
 	}
 	wg.Wait()
 	cpu := b.sample().since(s0)
+	serverSide(name, path, m0, b.scrape())
 	// Where the tail comes from: the p99 of the requests scheduled in each
 	// second of the phase (a stall shows as one bad second).
 	var perSec []float64
