@@ -73,7 +73,16 @@ type feed struct {
 	base   Position      // the ring holds everything in (base, head]
 	head   Position      // position of the newest message received
 	notify chan struct{} // closed and replaced when a message arrives
+	// readers are the positions of the followers reading from the ring:
+	// what all of them have read is dropped, so the ring holds only what
+	// someone still needs (and at most the window), not a window's worth
+	// of garbage for the collector to mark.
+	readers map[*Position]Position
 }
+
+// minKeep is how many messages the ring keeps even when every reader has
+// read them (a follower resubscribing finds its position still inside).
+const minKeep = 1024
 
 func msgPos(m Message) (Position, bool) {
 	switch {
@@ -114,7 +123,7 @@ func (f *Feeds) join(from Position) *feed {
 	defer f.mu.Unlock()
 	if f.fd == nil {
 		ctx, cancel := context.WithCancel(context.Background())
-		f.fd = &feed{cancel: cancel, base: from, head: from, notify: make(chan struct{})}
+		f.fd = &feed{cancel: cancel, base: from, head: from, notify: make(chan struct{}), readers: map[*Position]Position{}}
 		go f.run(ctx, f.fd)
 	}
 	f.fd.refs++
@@ -178,12 +187,40 @@ func (fd *feed) publish(m Message, window int) {
 	fd.head = pos
 	if len(fd.ring) > window {
 		// Drop the oldest quarter at once so that trimming is amortised.
-		n := len(fd.ring) - window*3/4
-		fd.base, _ = msgPos(fd.ring[n-1])
-		fd.ring = append(fd.ring[:0:0], fd.ring[n:]...)
+		fd.drop(len(fd.ring) - window*3/4)
+	} else if len(fd.ring) >= 2*minKeep && len(fd.ring)%minKeep == 0 {
+		// Drop what every reader has read, keeping minKeep.
+		low := fd.head
+		for _, p := range fd.readers {
+			if p.Less(low) {
+				low = p
+			}
+		}
+		n, _ := slices.BinarySearchFunc(fd.ring, low, cmpPos)
+		fd.drop(min(n, len(fd.ring)-minKeep))
 	}
 	close(fd.notify)
 	fd.notify = make(chan struct{})
+}
+
+// drop removes the ring's n oldest messages.
+func (fd *feed) drop(n int) {
+	if n <= 0 {
+		return
+	}
+	fd.base, _ = msgPos(fd.ring[n-1])
+	fd.ring = append(fd.ring[:0:0], fd.ring[n:]...)
+}
+
+func cmpPos(m Message, p Position) int {
+	mp, _ := msgPos(m)
+	switch {
+	case mp.Less(p):
+		return -1
+	case p.Less(mp):
+		return 1
+	}
+	return 0
 }
 
 // covers tells whether a follower at from can read from the feed.
@@ -195,22 +232,20 @@ func (fd *feed) covers(from Position) bool {
 // prefixes see them, while *from stays inside the window; it returns nil
 // when the follower must go alone.
 func (fd *feed) serve(ctx context.Context, from *Position, prefixes []string, out chan<- Message) error {
+	defer func() {
+		fd.mu.Lock()
+		delete(fd.readers, from)
+		fd.mu.Unlock()
+	}()
 	for {
 		fd.mu.Lock()
 		if !fd.covers(*from) {
+			delete(fd.readers, from)
 			fd.mu.Unlock()
 			return nil
 		}
-		i, _ := slices.BinarySearchFunc(fd.ring, *from, func(m Message, p Position) int {
-			mp, _ := msgPos(m)
-			switch {
-			case mp.Less(p):
-				return -1
-			case p.Less(mp):
-				return 1
-			}
-			return 0
-		})
+		fd.readers[from] = *from
+		i, _ := slices.BinarySearchFunc(fd.ring, *from, cmpPos)
 		// ring[i] is the first message at or after *from.
 		if i < len(fd.ring) {
 			if mp, _ := msgPos(fd.ring[i]); mp == *from {

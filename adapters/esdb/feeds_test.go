@@ -265,3 +265,51 @@ func followIDs(t *testing.T, ctx context.Context, f esdb.Upstream, prefix string
 	}
 	return ids
 }
+
+func TestFeedsTrimWhatEveryReaderHasRead(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	appendMany := func(n int) {
+		for i := 0; i < n; i += 100 {
+			batch := make([]esdb.Proposed, 100)
+			for j := range batch {
+				batch[j] = esdb.Proposed{Type: "E", WorkspaceID: "ws", Data: i + j}
+			}
+			if _, err := s.Append(ctx, esdb.EventsStream("ws", "202601"), esdb.Any, batch...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	appendMany(500)
+	up := &countingUpstream{up: s}
+	feeds := esdb.NewFeeds(up, []string{esdb.Prefix(esdb.CategoryEvents)}, 0, time.Hour)
+	const total = 5500 // several trims of the ring while both read
+	var wg sync.WaitGroup
+	got := make([][]string, 2)
+	errs := make([]error, 2)
+	for i, slow := range []time.Duration{0, 200 * time.Microsecond} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], errs[i] = collect(t, ctx, feeds, esdb.Position{}, total, slow)
+		}()
+	}
+	appendMany(total - 500)
+	want, err := collect(t, ctx, s, esdb.Position{}, total, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i := range got {
+		if errs[i] != nil {
+			t.Errorf("follower %d: %v", i, errs[i])
+			continue
+		}
+		if d := cmp.Diff(want, got[i]); d != "" {
+			t.Errorf("follower %d (-want +got):\n%s", i, d)
+		}
+	}
+	up.waitIdle(t)
+}
