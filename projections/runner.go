@@ -179,6 +179,18 @@ func Checkpoint(ctx context.Context, q interface {
 
 const maxBatch = 500
 
+// Under sustained load (the last batch of events was committed less than
+// busyWindow ago) a runner waits up to linger for more events before it
+// commits, so that it makes one transaction per ~linger instead of one per
+// handful of events: at thousands of events per second the per-transaction
+// work (BEGIN, checkpoint, COMMIT with its fsync) otherwise competes with
+// ingestion for the CPU. A quiet runner commits at once, so a management
+// write waits for no linger; under ingest load it waits at most linger more.
+const (
+	linger     = 10 * time.Millisecond
+	busyWindow = 50 * time.Millisecond
+)
+
 // errLostLease means another runner moved the checkpoint under us.
 var errLostLease = errors.New("checkpoint moved by another process")
 
@@ -250,6 +262,7 @@ func (r *Runner) follow(ctx context.Context, lock *pgx.Conn, stopAt *esdb.Positi
 	defer lockCheck.Stop()
 	var pendingCP *esdb.Position // a checkpoint-only advance not yet written
 	lastWrite := time.Now()
+	var lastEvents time.Time // when a batch with events was last committed
 	flushCP := time.NewTicker(time.Second)
 	defer flushCP.Stop()
 	for {
@@ -302,6 +315,23 @@ func (r *Runner) follow(ctx context.Context, lock *pgx.Conn, stopAt *esdb.Positi
 				break drain
 			}
 		}
+		if len(events) > 0 && len(events) < maxBatch && time.Since(lastEvents) < busyWindow &&
+			(stopAt == nil || to.Less(*stopAt)) {
+			wait := time.NewTimer(linger)
+		gather:
+			for len(events) < maxBatch {
+				select {
+				case m := <-ch:
+					add(m)
+				case <-wait.C:
+					break gather
+				case <-ctx.Done():
+					wait.Stop()
+					return ctx.Err()
+				}
+			}
+			wait.Stop()
+		}
 		if !cp.Less(to) {
 			continue
 		}
@@ -315,6 +345,9 @@ func (r *Runner) follow(ctx context.Context, lock *pgx.Conn, stopAt *esdb.Positi
 			return err
 		}
 		pendingCP, lastWrite = nil, time.Now()
+		if len(events) > 0 {
+			lastEvents = lastWrite
+		}
 		if stopAt != nil && !cp.Less(*stopAt) {
 			return nil
 		}
