@@ -8,6 +8,7 @@ package contacts
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/larkhq/lark/adapters/esdb"
@@ -31,28 +32,13 @@ type Handler struct {
 func toEvents(recs []esdb.Recorded) ([]contact.Event, error) {
 	out := make([]contact.Event, 0, len(recs))
 	for _, r := range recs {
-		var e contact.Event
-		var err error
-		switch r.Type {
-		case contact.TypeCreated:
-			var v contact.Created
-			err = r.Decode(&v)
-			e = v
-		case contact.TypeUpdated:
-			var v contact.Updated
-			err = r.Decode(&v)
-			e = v
-		case contact.TypeDeleted:
-			var v contact.Deleted
-			err = r.Decode(&v)
-			e = v
-		default:
-			continue
-		}
+		e, ok, err := contact.Decode(r.Type, r.Data)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s@%d: %w", r.Stream, r.Revision, err)
 		}
-		out = append(out, e)
+		if ok {
+			out = append(out, e)
+		}
 	}
 	return out, nil
 }

@@ -289,27 +289,13 @@ func ContactAt(ctx context.Context, store Store, ws, email string, pos esdb.Posi
 		if !r.Position.Less(pos) {
 			break
 		}
-		var e contact.Event
-		switch r.Type {
-		case contact.TypeCreated:
-			var v contact.Created
-			err = decodeNumbers(r.Data, &v)
-			e = v
-		case contact.TypeUpdated:
-			var v contact.Updated
-			err = decodeNumbers(r.Data, &v)
-			e = v
-		case contact.TypeDeleted:
-			var v contact.Deleted
-			err = decodeNumbers(r.Data, &v)
-			e = v
-		default:
-			continue
-		}
+		e, ok, err := contact.Decode(r.Type, r.Data)
 		if err != nil {
 			return contact.State{}, false, fmt.Errorf("contact %s@%d: %w", r.Stream, r.Revision, err)
 		}
-		s = contact.Evolve(s, e)
+		if ok {
+			s = contact.Evolve(s, e)
+		}
 	}
 	return s, s.Exists, nil
 }

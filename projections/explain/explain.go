@@ -17,9 +17,7 @@
 package explain
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -193,25 +191,12 @@ func (x *Explainer) contactHistory(ctx context.Context, ws, email string, pos es
 	}
 	var out []explain.Historic[contact.Event]
 	for _, r := range recs {
-		var e contact.Event
-		switch r.Type {
-		case contact.TypeCreated:
-			var v contact.Created
-			err = decodeNumbers(r.Data, &v)
-			e = v
-		case contact.TypeUpdated:
-			var v contact.Updated
-			err = decodeNumbers(r.Data, &v)
-			e = v
-		case contact.TypeDeleted:
-			var v contact.Deleted
-			err = decodeNumbers(r.Data, &v)
-			e = v
-		default:
-			continue
-		}
+		e, ok, err := contact.Decode(r.Type, r.Data)
 		if err != nil {
 			return nil, fmt.Errorf("contact %s@%d: %w", r.Stream, r.Revision, err)
+		}
+		if !ok {
+			continue
 		}
 		out = append(out, explain.Historic[contact.Event]{Event: e, Before: r.Position.Less(pos)})
 	}
@@ -266,8 +251,3 @@ func (x *Explainer) Run(ctx context.Context, ws, id string) (explain.RunExplanat
 	return xr, nil
 }
 
-func decodeNumbers(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	return dec.Decode(v)
-}
