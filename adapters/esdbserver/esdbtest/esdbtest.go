@@ -6,6 +6,7 @@ package esdbtest
 
 import (
 	"context"
+	"log"
 	"os"
 	"testing"
 
@@ -56,10 +57,20 @@ func ClientFor(t testing.TB, url string) *esdb.Client {
 	if err != nil {
 		t.Fatalf("parse %q: %v", url, err)
 	}
+	cfg.Logger = quietLogger
 	c, err := esdb.NewClient(cfg)
 	if err != nil {
 		t.Fatalf("new client: %v", err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// quietLogger keeps the client's warnings and errors (on stderr) and drops
+// its discovery chatter, which would otherwise interleave with test and
+// benchmark output.
+func quietLogger(level esdb.LogLevel, format string, args ...any) {
+	if level == esdb.LogWarn || level == esdb.LogError {
+		log.Printf("esdb client ["+level+"] "+format, args...)
+	}
 }
