@@ -2,14 +2,13 @@ package auth
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/larkhq/lark/domain/failure"
+	"github.com/larkhq/lark/projections"
 )
 
 // Key is an API key as listed (no secret).
@@ -59,15 +58,10 @@ func (a *Authenticator) KeyHash(ctx context.Context, workspaceID, keyID string) 
 func (a *Authenticator) ListKeys(ctx context.Context, workspaceID string, limit int, cursor string) ([]Key, string, error) {
 	afterAt, afterID := time.Time{}, ""
 	if cursor != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(cursor)
-		at, id, ok := strings.Cut(string(raw), "|")
-		if err != nil || !ok {
-			return nil, "", failure.Field(failure.InvalidValue, "cursor", "cursor is not valid")
+		var err error
+		if afterAt, afterID, err = projections.DecodeCursor(cursor); err != nil {
+			return nil, "", err
 		}
-		if afterAt, err = time.Parse(time.RFC3339Nano, at); err != nil {
-			return nil, "", failure.Field(failure.InvalidValue, "cursor", "cursor is not valid")
-		}
-		afterID = id
 	}
 	var keys []Key
 	err := a.db.Do(ctx, func(ctx context.Context) error {
@@ -96,7 +90,7 @@ func (a *Authenticator) ListKeys(ctx context.Context, workspaceID string, limit 
 	if len(keys) > limit {
 		keys = keys[:limit]
 		last := keys[limit-1]
-		next = base64.RawURLEncoding.EncodeToString([]byte(last.CreatedAt.UTC().Format(time.RFC3339Nano) + "|" + last.ID))
+		next = projections.EncodeCursor(last.CreatedAt, last.ID)
 	}
 	for i := range keys {
 		if t, ok := a.pendingUse(keys[i].ID); ok && (keys[i].LastUsedAt == nil || t.After(*keys[i].LastUsedAt)) {

@@ -5,11 +5,9 @@ package automations
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -139,13 +137,10 @@ func (q Queries) Get(ctx context.Context, workspaceID, id string) (Automation, e
 func (q Queries) List(ctx context.Context, workspaceID string, limit int, cursor string) ([]Automation, string, error) {
 	afterAt, afterID := time.Time{}, ""
 	if cursor != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(cursor)
-		ts, id, ok := strings.Cut(string(raw), "|")
-		t, perr := time.Parse(time.RFC3339Nano, ts)
-		if err != nil || !ok || perr != nil {
-			return nil, "", failure.Field(failure.InvalidValue, "cursor", "cursor is not valid")
+		var err error
+		if afterAt, afterID, err = projections.DecodeCursor(cursor); err != nil {
+			return nil, "", err
 		}
-		afterAt, afterID = t, id
 	}
 	var out []Automation
 	err := q.DB.Do(ctx, func(ctx context.Context) error {
@@ -173,7 +168,7 @@ func (q Queries) List(ctx context.Context, workspaceID string, limit int, cursor
 	if len(out) > limit {
 		out = out[:limit]
 		last := out[limit-1]
-		next = base64.RawURLEncoding.EncodeToString([]byte(last.CreatedAt.UTC().Format(time.RFC3339Nano) + "|" + last.ID))
+		next = projections.EncodeCursor(last.CreatedAt, last.ID)
 	}
 	return out, next, nil
 }

@@ -250,4 +250,3 @@ func (x *Explainer) Run(ctx context.Context, ws, id string) (explain.RunExplanat
 	}
 	return xr, nil
 }
-

@@ -2,7 +2,6 @@ package runs
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -113,11 +112,9 @@ func (q Queries) List(ctx context.Context, workspaceID string, f Filter, limit i
 	var beforeAt any
 	beforeID := ""
 	if cursor != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(cursor)
-		ts, id, ok := strings.Cut(string(raw), "|")
-		t, perr := time.Parse(time.RFC3339Nano, ts)
-		if err != nil || !ok || perr != nil {
-			return nil, "", failure.Field(failure.InvalidValue, "cursor", "cursor is not valid")
+		t, id, err := projections.DecodeCursor(cursor)
+		if err != nil {
+			return nil, "", err
 		}
 		beforeAt, beforeID = t, id
 	}
@@ -149,7 +146,7 @@ func (q Queries) List(ctx context.Context, workspaceID string, f Filter, limit i
 	if len(out) > limit {
 		out = out[:limit]
 		last := out[limit-1]
-		next = base64.RawURLEncoding.EncodeToString([]byte(last.StartedAt.UTC().Format(time.RFC3339Nano) + "|" + last.ID))
+		next = projections.EncodeCursor(last.StartedAt, last.ID)
 	}
 	return out, next, nil
 }
