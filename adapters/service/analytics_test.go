@@ -239,7 +239,7 @@ func TestAnalyticsAutomation(t *testing.T) {
 	runOf := func(email string, total any) string {
 		return run.RunID(e.sendEvent(email, "purchase_completed", map[string]any{"total": total, "order_id": "o"}), id)
 	}
-	vip := runOf("jane@ok.test", 99.99)     // yes: VIP email sent, completed
+	vip := runOf("jane@ok.test", 99.99)      // yes: VIP email sent, completed
 	refused := runOf("bob@refused.test", 80) // yes: VIP email refused (550), run failed
 	w1 := runOf("jane@ok.test", 10)          // no: waiting at the delay
 	w2 := runOf("jane@ok.test", "5")         // no: waiting at the delay
