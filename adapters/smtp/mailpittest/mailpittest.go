@@ -19,8 +19,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -351,6 +351,10 @@ func (s *Server) do(method, path string, body []byte, v any) error {
 	return nil
 }
 
+// buildMu serialises the one-time mailpit build among a test binary's
+// parallel tests (the only package-level state here: a build cache lock).
+var buildMu sync.Mutex
+
 // Binary returns the path of a mailpit binary: LARK_MAILPIT_BIN if set, else
 // one built from the version go.mod pins into the user cache directory.
 func Binary(t testing.TB) string {
@@ -369,22 +373,31 @@ func Binary(t testing.TB) string {
 	}
 	dir := filepath.Join(cache, "lark-test", "mailpit-"+version)
 	bin := filepath.Join(dir, "mailpit")
+	// Parallel tests of one process build once; other processes may build
+	// at the same time, each under its own name, and the rename is atomic.
+	buildMu.Lock()
+	defer buildMu.Unlock()
 	if _, err := os.Stat(bin); err == nil {
 		return bin
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatalf("mailpit cache dir: %v", err)
 	}
-	// Build under a private name and rename, so concurrent test processes
-	// never run a half-written binary.
-	tmp := filepath.Join(dir, "mailpit.tmp"+strconv.Itoa(os.Getpid()))
+	tmpDir, err := os.MkdirTemp(dir, "build-")
+	if err != nil {
+		t.Fatalf("mailpit build dir: %v", err)
+	}
+	defer os.RemoveAll(tmpDir)
+	tmp := filepath.Join(tmpDir, "mailpit")
 	start := time.Now()
 	cmd := exec.Command("go", "build", "-o", tmp, module)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", module, err, b)
 	}
 	if err := os.Rename(tmp, bin); err != nil {
-		t.Fatalf("install mailpit: %v", err)
+		if _, statErr := os.Stat(bin); statErr != nil {
+			t.Fatalf("install mailpit: %v", err)
+		}
 	}
 	t.Logf("built mailpit %s in %v", version, time.Since(start).Round(time.Millisecond))
 	return bin
