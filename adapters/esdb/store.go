@@ -120,6 +120,10 @@ type Store struct {
 	timeout time.Duration
 	breaker *gobreaker.CircuitBreaker[any]
 	log     *slog.Logger
+	// calls counts client calls still running, including those a caller
+	// left behind on timeout (guard); Close waits for them, because the
+	// official client races (and panics) when closed under a running call.
+	calls sync.WaitGroup
 }
 
 // New builds a Store.
@@ -167,6 +171,13 @@ func (s *Store) Close() error {
 	s.life.Lock()
 	s.closed = true
 	s.life.Unlock()
+	done := make(chan struct{})
+	go func() { s.calls.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second): // a call stuck inside the client for good
+		s.log.Warn("closing the event store client with calls still running")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.owned && s.client != nil {
@@ -268,7 +279,7 @@ func (s *Store) call(ctx context.Context, what string, fn func(ctx context.Conte
 		}
 		cctx, cancel := context.WithTimeout(ctx, s.timeout)
 		defer cancel()
-		return nil, s.classify(c, guard(ctx, cctx, func() error { return fn(cctx, c) }))
+		return nil, s.classify(c, s.guard(ctx, cctx, func() error { return fn(cctx, c) }))
 	})
 	switch {
 	case err == nil:
@@ -291,9 +302,11 @@ func (s *Store) call(ctx context.Context, what string, fn func(ctx context.Conte
 // its own goroutine, panics become errors, and the caller returns when
 // cctx (the per-call deadline) ends. parent tells cancellation by the
 // caller from a timeout.
-func guard(parent, cctx context.Context, fn func() error) error {
+func (s *Store) guard(parent, cctx context.Context, fn func() error) error {
 	done := make(chan error, 1)
+	s.calls.Add(1)
 	go func() {
+		defer s.calls.Done()
 		defer func() {
 			if r := recover(); r != nil {
 				done <- &infraError{fmt.Errorf("event store client failed: %v", r)}

@@ -66,7 +66,7 @@ func (s *Store) followOnce(ctx context.Context, from *Position, prefixes []strin
 		}
 		cctx, cancel := context.WithTimeout(ctx, s.timeout)
 		defer cancel()
-		err = guard(ctx, cctx, func() error {
+		err = s.guard(ctx, cctx, func() error {
 			var err error
 			sub, err = c.SubscribeToAll(ctx, opts)
 			return err
