@@ -41,6 +41,13 @@ func newExplainSide(cfg Config, store *esdb.Store, feed projections.Source, db *
 			return x.eventsRun.WaitFor(ctx, head)
 		},
 		CatchUpAutomationsFunc: auto.autoRun.WaitFor,
+		CatchUpRunsFunc: func(ctx context.Context) error {
+			head, err := store.Head(ctx)
+			if err != nil {
+				return err
+			}
+			return auto.runsRun.WaitFor(ctx, head)
+		},
 	}
 	x.deps = httpapi.ExplainDeps{
 		GetEventFunc:     x.explainer.GetEvent,

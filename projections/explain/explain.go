@@ -55,6 +55,11 @@ type Explainer struct {
 	// model has passed pos, so that every automation created before the
 	// event is listed.
 	CatchUpAutomationsFunc func(ctx context.Context, pos esdb.Position) error
+	// CatchUpRunsFunc, if set, brings the runs read model up to the event
+	// store's head, so that an event reported processed lists every run the
+	// manager started for it (the manager appends them before it moves its
+	// checkpoint past the event).
+	CatchUpRunsFunc func(ctx context.Context) error
 	// Concurrency bounds the streams read at once (default 16).
 	Concurrency int
 }
@@ -75,11 +80,20 @@ func (x *Explainer) GetEvent(ctx context.Context, ws, id string) (events.Event, 
 		}
 		e, err = q.Get(ctx, ws, id)
 	}
+	if err == nil && e.Status == events.StatusProcessed && x.CatchUpRunsFunc != nil {
+		cctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+		cerr := x.CatchUpRunsFunc(cctx)
+		cancel()
+		if cerr != nil && (ctx.Err() != nil || !errors.Is(cerr, context.DeadlineExceeded)) {
+			return events.Event{}, fmt.Errorf("catch up the runs read model: %w", cerr)
+		}
+		e, err = q.Get(ctx, ws, id)
+	}
 	return e, err
 }
 
 // catchUpTimeout bounds the wait for the events read model when an id is
-// not found.
+// not found, and for the runs read model when an event is processed.
 const catchUpTimeout = 2 * time.Second
 
 func isNotFound(err error) bool {
