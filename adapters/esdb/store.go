@@ -482,20 +482,11 @@ func (s *Store) ReadStream(ctx context.Context, stream string) ([]Recorded, int6
 func (s *Store) LastRevision(ctx context.Context, stream string) (int64, error) {
 	rev := NoStream
 	err := s.call(ctx, "read last", func(ctx context.Context, c *kdb.Client) error {
-		rs, err := c.ReadStream(ctx, stream, kdb.ReadStreamOptions{Direction: kdb.Backwards, From: kdb.End{}}, 1)
-		if err != nil {
-			return err
+		ev, err := first(c.ReadStream(ctx, stream, kdb.ReadStreamOptions{Direction: kdb.Backwards, From: kdb.End{}}, 1))
+		if ev != nil {
+			rev = int64(ev.OriginalEvent().EventNumber)
 		}
-		defer rs.Close()
-		ev, err := rs.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		rev = int64(ev.OriginalEvent().EventNumber)
-		return nil
+		return err
 	})
 	if errors.Is(err, errNotFound) {
 		return NoStream, nil
@@ -507,22 +498,26 @@ func (s *Store) LastRevision(ctx context.Context, stream string) (int64, error) 
 func (s *Store) Head(ctx context.Context) (Position, error) {
 	var p Position
 	err := s.call(ctx, "read head", func(ctx context.Context, c *kdb.Client) error {
-		rs, err := c.ReadAll(ctx, kdb.ReadAllOptions{Direction: kdb.Backwards, From: kdb.End{}}, 1)
-		if err != nil {
-			return err
+		ev, err := first(c.ReadAll(ctx, kdb.ReadAllOptions{Direction: kdb.Backwards, From: kdb.End{}}, 1))
+		if ev != nil {
+			p = Position(ev.OriginalEvent().Position)
 		}
-		defer rs.Close()
-		ev, err := rs.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		p = Position(ev.OriginalEvent().Position)
-		return nil
+		return err
 	})
 	return p, err
+}
+
+// first returns the one event of a read of count 1, nil when there is none.
+func first(rs *kdb.ReadStream, err error) (*kdb.ResolvedEvent, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	ev, err := rs.Recv()
+	if errors.Is(err, io.EOF) {
+		return nil, nil
+	}
+	return ev, err
 }
 
 // Ping checks that the store answers (for readiness); it bypasses nothing:

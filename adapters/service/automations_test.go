@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -376,41 +375,4 @@ func TestAutomationEndToEnd(t *testing.T) {
 	if len(msgs) != 4 || msgs[3].MessageID != run.MessageID(run6, "vip_mail")+"@lark" || strings.TrimSpace(msgs[3].Text) != "Order D-4." {
 		t.Fatalf("after restart: %d emails, last %+v", len(msgs), msgs[len(msgs)-1])
 	}
-}
-
-// startStoppable starts a Service like startService and also returns a
-// function that stops it (idempotent; cleanup calls it too).
-func startStoppable(t *testing.T, o options) (*env, func()) {
-	t.Helper()
-	if o.pool == nil {
-		o.pool = pgtest.NewPool(t)
-	}
-	if o.esURL == "" {
-		o.esURL = esdbtest.URL(t)
-	}
-	cfg := Config{ESDBURL: o.esURL, Pool: o.pool, Logger: testLogger(t), ESDBCallTimeout: 2 * time.Second}
-	if o.cfg != nil {
-		o.cfg(&cfg)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := New(ctx, cfg)
-	if err != nil {
-		cancel()
-		t.Fatalf("new service: %v", err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = svc.Run(ctx) }()
-	srv := httptest.NewServer(svc.Handler())
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			srv.Close()
-			cancel()
-			wg.Wait()
-			_ = svc.Close()
-		})
-	}
-	t.Cleanup(stop)
-	return &env{t: t, svc: svc, http: srv, pool: o.pool, esURL: o.esURL}, stop
 }

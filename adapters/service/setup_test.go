@@ -66,8 +66,23 @@ func setupTB(t testing.TB, o options) *env {
 	return e
 }
 
+// startService starts a Service that stops at cleanup.
 func startService(t testing.TB, o options) *env {
 	t.Helper()
+	e, _ := startStoppable(t, o)
+	return e
+}
+
+// startStoppable starts a Service behind an httptest server and returns a
+// function that stops it (idempotent; cleanup calls it too).
+func startStoppable(t testing.TB, o options) (*env, func()) {
+	t.Helper()
+	if o.pool == nil {
+		o.pool = pgtest.NewPool(t)
+	}
+	if o.esURL == "" {
+		o.esURL = esdbtest.URL(t)
+	}
 	cfg := Config{ESDBURL: o.esURL, Pool: o.pool, Logger: testLogger(t), ESDBCallTimeout: 2 * time.Second}
 	if o.cfg != nil {
 		o.cfg(&cfg)
@@ -82,13 +97,17 @@ func startService(t testing.TB, o options) *env {
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = svc.Run(ctx) }()
 	srv := httptest.NewServer(svc.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		cancel()
-		wg.Wait()
-		_ = svc.Close()
-	})
-	return &env{t: t, svc: svc, http: srv, pool: o.pool, esURL: o.esURL}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			srv.Close()
+			cancel()
+			wg.Wait()
+			_ = svc.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return &env{t: t, svc: svc, http: srv, pool: o.pool, esURL: o.esURL}, stop
 }
 
 func testLogger(t testing.TB) *slog.Logger {
